@@ -1,0 +1,453 @@
+"""The sans-I/O core: request building and reply parsing over bytes, with no event loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+import ttapi_async as tt
+from ttapi_async import _json
+from ttapi_async._images import ImageInfo
+from ttapi_async._protocol import (
+    EditImage,
+    Multipart,
+    build_dalle3,
+    build_edit,
+    build_fetch,
+    build_generate,
+    build_submit_4o,
+    parse_callback,
+    parse_error,
+    parse_fetch,
+    parse_images,
+    parse_submit,
+    retry_after,
+)
+
+
+def body(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+PNG = ImageInfo(mime="image/png", width=1024, height=1024, size=1000, has_alpha=True)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def test_generate_body_drops_unset_and_keeps_given() -> None:
+    """Only given parameters are sent, with OpenAI's names."""
+    spec = build_generate({"prompt": "fox", "model": "gpt-image-1", "quality": "low", "n": None})
+    assert spec.method == "POST"
+    assert spec.path == "/v1/images/generations"
+    assert spec.billable
+    assert json.loads(spec.body) == {"prompt": "fox", "model": "gpt-image-1", "quality": "low"}  # type: ignore[arg-type]
+
+
+def test_generate_omitted_model_is_not_sent() -> None:
+    """With no model, none is sent and the server's default applies."""
+    spec = build_generate({"prompt": "fox", "size": "256x256"})
+    assert "model" not in json.loads(spec.body)  # type: ignore[arg-type]
+
+
+def test_generate_drops_b64_response_format_for_gpt_image() -> None:
+    """gpt-image-1 rejects response_format, so asking for b64_json (what it returns) is dropped."""
+    spec = build_generate({"prompt": "fox", "model": "gpt-image-1", "response_format": "b64_json"})
+    assert "response_format" not in json.loads(spec.body)  # type: ignore[arg-type]
+
+
+def test_extra_body_is_merged_last_and_unchecked() -> None:
+    """extra_body passes new parameters through, overriding same-named ones."""
+    spec = build_generate(
+        {"prompt": "fox", "model": "gpt-image-1"}, {"partial_images": 2, "model": "gpt-image-2"}
+    )
+    assert json.loads(spec.body) == {  # type: ignore[arg-type]
+        "prompt": "fox",
+        "model": "gpt-image-2",
+        "partial_images": 2,
+    }
+
+
+def test_unknown_model_passes_through() -> None:
+    """A model the SDK does not know is sent with its parameters unchecked."""
+    spec = build_generate({"prompt": "fox", "model": "gpt-image-9", "size": "4096x4096"})
+    assert json.loads(spec.body)["size"] == "4096x4096"  # type: ignore[arg-type]
+
+
+def test_edit_is_multipart_with_sniffed_types() -> None:
+    """Edits go as multipart; several images use image[], each with its sniffed MIME type."""
+    webp = ImageInfo(mime="image/webp", width=1024, height=1024, size=10, has_alpha=False)
+    spec = build_edit(
+        {"prompt": "basket", "model": "gpt-image-1", "n": 2},
+        [EditImage(b"a", PNG), EditImage(b"b", webp)],
+        None,
+    )
+    assert isinstance(spec.body, Multipart)
+    assert not spec.json
+    assert dict(spec.body.fields) == {"prompt": "basket", "model": "gpt-image-1", "n": "2"}
+    assert [(f[0], f[1], f[3]) for f in spec.body.files] == [
+        ("image[]", "image.png", "image/png"),
+        ("image[]", "image1.webp", "image/webp"),
+    ]
+
+
+def test_edit_single_image_and_mask_fields() -> None:
+    """One image goes as 'image' and the mask as 'mask'."""
+    spec = build_edit(
+        {"prompt": "x", "model": "gpt-image-1"}, [EditImage(b"a", PNG)], EditImage(b"m", PNG)
+    )
+    assert isinstance(spec.body, Multipart)
+    assert [f[0] for f in spec.body.files] == ["image", "mask"]
+
+
+def test_dalle3_legacy_body() -> None:
+    """The legacy route sends the documented fields."""
+    spec = build_dalle3({"prompt": "cat", "size": "1024x1024", "quality": "hd", "model": None})
+    assert spec.path == "/openai/v1/images/generations"
+    assert json.loads(spec.body) == {"prompt": "cat", "size": "1024x1024", "quality": "hd"}  # type: ignore[arg-type]
+
+
+def test_submit_4o_uses_wire_names() -> None:
+    """4o submit sends prompt, referImages and hookUrl; a bare string is one reference URL."""
+    spec = build_submit_4o("draw", "https://cdn/x.png", "https://me/hook")
+    assert json.loads(spec.body) == {  # type: ignore[arg-type]
+        "prompt": "draw",
+        "referImages": ["https://cdn/x.png"],
+        "hookUrl": "https://me/hook",
+    }
+    assert spec.billable
+
+
+def test_fetch_is_a_free_get() -> None:
+    """Fetch is a GET with jobId in the query, and not billable."""
+    spec = build_fetch("abc")
+    assert (spec.method, spec.path, spec.params, spec.billable) == (
+        "GET",
+        "/openai/4o-image/fetch",
+        {"jobId": "abc"},
+        False,
+    )
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def test_parse_images_openai_shape() -> None:
+    """The raw OpenAI body becomes an ImagesResponse with usage."""
+    r = parse_images(
+        200,
+        {},
+        body(
+            {
+                "created": 5,
+                "data": [{"b64_json": "aGk="}],
+                "usage": {
+                    "input_tokens": 9,
+                    "input_tokens_details": {"image_tokens": 0, "text_tokens": 9},
+                    "output_tokens": 4160,
+                    "total_tokens": 4169,
+                    "brand_new": 1,
+                },
+                "output_format": "png",
+                "unknown_field": True,
+            }
+        ),
+    )
+    assert r.created == 5
+    assert r.data[0].decode() == b"hi"
+    assert r.usage is not None
+    assert r.usage.total_tokens == 4169
+    assert r.usage.input_tokens_details == tt.InputTokensDetails(image_tokens=0, text_tokens=9)
+    assert r.output_format == "png"
+
+
+def test_parse_images_unwraps_envelope() -> None:
+    """The legacy DALL-E 3 envelope is unwrapped to the same model."""
+    r = parse_images(
+        200,
+        {},
+        body(
+            {
+                "status": "SUCCESS",
+                "message": "success",
+                "data": {"created": 1, "data": [{"url": "https://x", "revised_prompt": "a cat"}]},
+            }
+        ),
+    )
+    assert r.data[0].url == "https://x"
+    assert r.data[0].revised_prompt == "a cat"
+    with pytest.raises(ValueError, match="url"):
+        r.data[0].decode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b"<html>502 Bad Gateway</html>", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"created": 1}', "ImagesResponse"),
+        (b'{"status": "SUCCESS", "data": null}', "no ImagesResponse"),
+        (b'{"created": 1, "data": ["not an object"]}', "malformed"),
+    ],
+)
+def test_parse_images_format_errors(raw: bytes, fragment: str) -> None:
+    """A body that is not what the route promises raises ResponseFormatError with an excerpt."""
+    with pytest.raises(tt.ResponseFormatError, match=fragment) as info:
+        parse_images(200, {}, raw)
+    assert info.value.status == 200
+
+
+def test_parse_images_failed_envelope_on_200_is_raised() -> None:
+    """A 200 carrying {"status": "FAILED"} is a refused request."""
+    with pytest.raises(tt.BadRequestError, match="Parameter error"):
+        parse_images(
+            200, {}, body({"status": "FAILED", "message": "Parameter error", "data": None})
+        )
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "cls"),
+    [
+        (400, {"status": "FAILED", "message": "Parameter error", "data": None}, tt.BadRequestError),
+        (
+            401,
+            {"status": "FAILED", "message": "Wrong TT-API-KEY or email is not activated."},
+            tt.AuthenticationError,
+        ),
+        (
+            402,
+            {"status": "FAILED", "message": "insufficient quota", "data": None},
+            tt.InsufficientBalanceError,
+        ),
+        (
+            403,
+            {"status": "FAILED", "message": "Account Block", "data": None},
+            tt.PermissionDeniedError,
+        ),
+        (404, {"status": "FAILED", "message": "no route", "data": None}, tt.NotFoundError),
+        (429, {"status": "FAILED", "message": "too many", "data": None}, tt.RateLimitError),
+        (499, {"status": "FAILED", "message": "queue full", "data": None}, tt.QueueFullError),
+        (500, {"status": "FAILED", "message": "boom", "data": None}, tt.ServerError),
+        (502, None, tt.ServerError),
+        (504, {"status": "FAILED", "message": "timeout", "data": None}, tt.GatewayTimeoutError),
+        (
+            409,
+            {"error": {"message": "conflict", "type": "x", "param": None, "code": None}},
+            tt.BadRequestError,
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "Your request was rejected by the safety system.",
+                    "type": "image_generation_user_error",
+                    "param": None,
+                    "code": "moderation_blocked",
+                }
+            },
+            tt.ContentPolicyError,
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "rejected",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "content_policy_violation",
+                }
+            },
+            tt.ContentPolicyError,
+        ),
+        (
+            429,
+            {
+                "error": {
+                    "message": "You exceeded your current quota",
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            },
+            tt.InsufficientBalanceError,
+        ),
+    ],
+)
+def test_parse_error_maps_status_and_shape(
+    status: int, payload: object, cls: type[Exception]
+) -> None:
+    """Each status and both body shapes map to the class a user catches."""
+    raw = b"<html>bad gateway</html>" if payload is None else body(payload)
+    err = parse_error(status, {}, raw)
+    assert type(err) is cls
+    assert err.status == status
+    assert err.message
+
+
+def test_parse_error_openai_fields() -> None:
+    """OpenAI's message, type, param and code are kept."""
+    err = parse_error(
+        400,
+        {},
+        body(
+            {
+                "error": {
+                    "message": "Unknown parameter: 'response_format'.",
+                    "type": "invalid_request_error",
+                    "param": "response_format",
+                    "code": "unknown_parameter",
+                }
+            }
+        ),
+    )
+    assert (err.code, err.type, err.param) == (
+        "unknown_parameter",
+        "invalid_request_error",
+        "response_format",
+    )
+    assert "response_format" in str(err)
+
+
+def test_rate_limit_carries_retry_after() -> None:
+    """A 429's Retry-After is on the error."""
+    err = parse_error(429, {"retry-after": "7"}, b"")
+    assert isinstance(err, tt.RateLimitError)
+    assert err.retry_after == 7.0
+
+
+def test_retry_after_forms() -> None:
+    """retry-after-ms wins; seconds and HTTP dates parse; junk is None."""
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after({"retry-after": "3"}) == 3.0
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480.0) == 10.0
+    assert retry_after({"retry-after": "soon"}) is None
+    assert retry_after({}) is None
+
+
+@pytest.mark.parametrize("key", ["jobId", "job_id"])
+def test_parse_submit_accepts_both_keys(key: str) -> None:
+    """The job id is read from data.jobId or data.job_id."""
+    assert (
+        parse_submit(200, {}, body({"status": "SUCCESS", "message": "", "data": {key: "j-1"}}))
+        == "j-1"
+    )
+
+
+def test_parse_submit_without_id_is_a_format_error() -> None:
+    """A success with no job id cannot be used: format error."""
+    with pytest.raises(tt.ResponseFormatError, match="job id"):
+        parse_submit(200, {}, body({"status": "SUCCESS", "message": "success", "data": {}}))
+
+
+FETCH_SUCCESS = {
+    "status": "SUCCESS",
+    "message": "success",
+    "jobId": "5ecc",
+    "data": {
+        "prompt": "A flat lay photo",
+        "referImages": ["https://cdn.ttapi.io/demo/a.jpg"],
+        "imageUrl": "https://cdnc.ttapi.io/2025-03-31/cd3f.png",
+        "quota": "2",
+        "finishTime": "2025-03-31 04:25:33",
+        "hookUrl": "https://hooks.example/t/SECRET-TOKEN",
+    },
+}
+
+
+def test_parse_fetch_success_is_tolerant() -> None:
+    """quota as a string, finishTime without a zone and message 'success' normalise."""
+    snap = parse_fetch(200, {}, body(FETCH_SUCCESS), "5ecc")
+    assert snap.status is tt.JobStatus.SUCCESS
+    assert snap.succeeded
+    assert snap.is_terminal
+    assert snap.message is None
+    assert snap.quota == 2.0
+    assert snap.finish_time == dt.datetime(2025, 3, 31, 4, 25, 33, tzinfo=dt.UTC)
+    assert snap.refer_images == ("https://cdn.ttapi.io/demo/a.jpg",)
+    assert snap.image_url == "https://cdnc.ttapi.io/2025-03-31/cd3f.png"
+    assert "SECRET-TOKEN" not in repr(snap)
+
+
+def test_parse_fetch_running_with_nulls_and_unknown_status() -> None:
+    """message null while running; an unknown status is UNKNOWN and not terminal."""
+    snap = parse_fetch(
+        200,
+        {},
+        body(
+            {
+                "status": "ON_QUEUE",
+                "message": None,
+                "jobId": "j",
+                "data": {"imageUrl": None, "quota": None, "finishTime": None},
+            }
+        ),
+        "j",
+    )
+    assert snap.status is tt.JobStatus.ON_QUEUE
+    assert not snap.is_terminal
+    new = parse_fetch(200, {}, body({"status": "WARMING_UP", "jobId": "j", "data": {}}), "j")
+    assert new.status is tt.JobStatus.UNKNOWN
+    assert new.raw_status == "WARMING_UP"
+    assert not new.is_terminal
+
+
+def test_parse_fetch_job_failure_is_a_snapshot() -> None:
+    """FAILED with a data object is a failed job, returned with its reason."""
+    snap = parse_fetch(
+        200,
+        {},
+        body(
+            {
+                "status": "FAILED",
+                "message": "prompt violation",
+                "jobId": "j",
+                "data": {"quota": "2"},
+            }
+        ),
+        "j",
+    )
+    assert snap.failed
+    assert snap.message == "prompt violation"
+
+
+def test_parse_fetch_failed_without_job_is_raised() -> None:
+    """FAILED with data null is a failed request; 'not found' becomes JobNotFoundError."""
+    with pytest.raises(tt.JobNotFoundError):
+        parse_fetch(
+            200, {}, body({"status": "FAILED", "message": "job not found", "data": None}), "j"
+        )
+    with pytest.raises(tt.JobNotFoundError):
+        parse_fetch(
+            404, {}, body({"status": "FAILED", "message": "job not found", "data": None}), "j"
+        )
+    with pytest.raises(tt.BadRequestError) as info:
+        parse_fetch(
+            200, {}, body({"status": "FAILED", "message": "gateway trouble", "data": None}), "j"
+        )
+    assert not isinstance(info.value, tt.JobNotFoundError)
+
+
+def test_parse_fetch_uses_requested_id_when_reply_has_none() -> None:
+    """Without a jobId in the reply, the id that was asked for is used."""
+    snap = parse_fetch(200, {}, body({"status": "ON_QUEUE", "message": None, "data": {}}), "asked")
+    assert snap.job_id == "asked"
+
+
+def test_parse_callback_hides_hook_token_in_errors() -> None:
+    """A callback parses like a fetch; a broken one never echoes the hook URL."""
+    assert parse_callback(body(FETCH_SUCCESS)).job_id == "5ecc"
+    with pytest.raises(tt.ResponseFormatError) as info:
+        parse_callback(
+            body({"status": "FAILED", "hookUrl": "https://h/t/SECRET-TOKEN", "data": None})
+        )
+    assert "SECRET-TOKEN" not in str(info.value)
+    with pytest.raises(tt.ResponseFormatError, match="not JSON"):
+        parse_callback(b"status=SUCCESS")
+
+
+def test_json_codec_round_trip() -> None:
+    """The JSON codec (stdlib or orjson) writes compact UTF-8."""
+    assert _json.loads(_json.dumps({"a": "é"})) == {"a": "é"}
+    assert b" " not in _json.dumps({"a": [1, 2]})

@@ -1,0 +1,116 @@
+"""ttapi-async: an asyncio-native SDK for TTAPI's OpenAI image models.
+
+::
+
+    import ttapi_async as tt
+
+    async with tt.Client() as client:        # TTAPI_API_KEY from the environment
+        r = await client.images.generate(prompt="a red fox", model="gpt-image-1", quality="low")
+        png = r.data[0].decode()
+        job = await client.gpt4o.submit(prompt="draw a lighthouse")
+        snap = await client.gpt4o.fetch(job.job_id)
+
+This module is the only public door: everything a user needs is importable from here,
+and ``ttapi_async.testing`` holds the emulator.
+"""
+
+from __future__ import annotations
+
+from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Client
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConnectError,
+    ConnectionDroppedError,
+    ContentPolicyError,
+    GatewayTimeoutError,
+    InsufficientBalanceError,
+    JobNotFoundError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    QueueFullError,
+    RateLimitError,
+    RedirectError,
+    RequestTimeout,
+    ResponseFormatError,
+    ServerError,
+    TTAPIError,
+    ValidationError,
+)
+from ._models import (
+    ImageData,
+    ImagesResponse,
+    InputTokensDetails,
+    JobSnapshot,
+    JobStatus,
+    ResponseInfo,
+    Usage,
+)
+from ._protocol import parse_callback
+from ._resources import Dalle3, GPT4o, Images, Job
+from ._retry import RetryPolicy
+from ._types import NOT_GIVEN, ImageInput, NotGiven
+
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ClientClosedError",
+    "ConnectError",
+    "ConnectionDroppedError",
+    "ContentPolicyError",
+    "Dalle3",
+    "GPT4o",
+    "GatewayTimeoutError",
+    "ImageData",
+    "ImageInput",
+    "Images",
+    "ImagesResponse",
+    "InputTokensDetails",
+    "InsufficientBalanceError",
+    "Job",
+    "JobNotFoundError",
+    "JobSnapshot",
+    "JobStatus",
+    "NotFoundError",
+    "NotGiven",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "QueueFullError",
+    "RateLimitError",
+    "RedirectError",
+    "RequestTimeout",
+    "ResponseFormatError",
+    "ResponseInfo",
+    "RetryPolicy",
+    "ServerError",
+    "TTAPIError",
+    "Usage",
+    "ValidationError",
+    "__version__",
+    "parse_callback",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Lazy: `import ttapi_async` must not import the emulator (and Pillow) for users who
+    # never test, nor read package metadata before anyone asks.
+    if name == "__version__":
+        from .__about__ import VERSION  # noqa: PLC0415
+
+        return VERSION
+    if name == "testing":
+        import importlib  # noqa: PLC0415
+
+        return importlib.import_module(".testing", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

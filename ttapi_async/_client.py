@@ -1,0 +1,385 @@
+"""The client: configuration, the session's lifecycle, and the one request path.
+
+Strictly private; ``ttapi_async.Client`` is the public name. The client owns one
+:class:`~ttapi_async._transport.AiohttpTransport` (one aiohttp session and pool) and hands
+out the resources (``client.images``, ``client.dalle3``, ``client.gpt4o``), which build
+requests with :mod:`ttapi_async._protocol` and send them through :meth:`Client._call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Final, Self, TypeVar
+
+import anyio
+import stamina
+
+from ._errors import (
+    ClientClosedError,
+    OutcomeUnknownError,
+    RequestTimeout,
+    ResponseFormatError,
+    TTAPIError,
+    ValidationError,
+)
+from ._files import safe_stem, write_atomic
+from ._images import EXTENSIONS, sniff_mime
+from ._models import ImageData, ImagesResponse, JobSnapshot, ResponseInfo
+from ._protocol import RequestSpec, parse_error
+from ._retry import RetryPolicy, is_outcome_unknown
+from ._transport import AiohttpTransport, RawResponse, SendState
+from ._types import NOT_GIVEN, Timeout
+
+
+if TYPE_CHECKING:
+    from ._resources import Dalle3, GPT4o, Images
+
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "Client"]
+
+log = logging.getLogger("ttapi_async")
+
+#: TTAPI's primary host. ``https://api.ttapi.org`` is its "acceleration" host, which TTAPI
+#: recommends for long gpt-image-1 calls.
+DEFAULT_BASE_URL: Final = "https://api.ttapi.io"
+#: gpt-image-1 calls can take minutes; TTAPI's own examples allow 300 s.
+DEFAULT_TIMEOUT: Final = 600.0
+
+T = TypeVar("T")
+Parser = Callable[[RawResponse, ResponseInfo], T]
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class Client:
+    """An asyncio client for TTAPI's OpenAI image endpoints.
+
+    Use it as an async context manager, which closes the connection pool on exit::
+
+        async with ttapi_async.Client() as client:
+            r = await client.images.generate(prompt="a red fox", model="gpt-image-1")
+
+    A client may also be created at start-up and closed with :meth:`aclose`; its pool is
+    opened on first use. Once closed it refuses further calls.
+
+    Args:
+        api_key: the TT-API-KEY; defaults to the ``TTAPI_API_KEY`` environment variable.
+        base_url: defaults to ``TTAPI_BASE_URL``, then ``https://api.ttapi.io``.
+        timeout: default bound, in seconds, of every call (None: no limit). Each call's
+            own ``timeout=`` overrides it and always bounds the whole call, retries included.
+        connect_timeout: limit for opening one TCP/TLS connection.
+        pool_timeout: limit for getting a connection from the pool (connecting included);
+            a call that gets none is never sent, so it is safely retried.
+        max_connections: size of the connection pool (aiohttp's ``limit``).
+        max_connections_per_host: per-host cap (0: none).
+        max_retries: retries after the first attempt; see :class:`RetryPolicy`.
+        retry_unknown_outcome: retry billable calls even when they may have been accepted
+            (can bill twice; off by default).
+        max_retry_after: longest ``Retry-After`` honoured, in seconds.
+        retry: a full :class:`RetryPolicy`; overrides the three arguments above.
+        trust_env: honour ``HTTP(S)_PROXY``/``NO_PROXY`` and ``.netrc`` from the environment.
+        headers: extra headers sent with every API request.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = 10.0,
+        pool_timeout: float | None = 60.0,
+        max_connections: int = 100,
+        max_connections_per_host: int = 0,
+        max_retries: int = 2,
+        retry_unknown_outcome: bool = False,
+        max_retry_after: float = 60.0,
+        retry: RetryPolicy | None = None,
+        trust_env: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("TTAPI_API_KEY")
+        if not key:
+            raise ValidationError(
+                "api_key",
+                "<missing>",
+                "pass api_key= or set the TTAPI_API_KEY environment variable",
+            )
+        url = base_url or os.environ.get("TTAPI_BASE_URL") or DEFAULT_BASE_URL
+        if not url.startswith(("http://", "https://")):
+            raise ValidationError("base_url", url, "an http(s) URL is required")
+        if max_connections < 1:
+            raise ValidationError("max_connections", max_connections, "at least 1")
+        self.base_url: Final = url.rstrip("/")
+        self.timeout: Final = timeout
+        self.retry: Final = retry or RetryPolicy(
+            max_retries=max_retries,
+            retry_unknown_outcome=retry_unknown_outcome,
+            max_retry_after=max_retry_after,
+        )
+        self._api_key = key  # never printed: see __repr__
+        self._transport_args = {
+            "max_connections": max_connections,
+            "max_connections_per_host": max_connections_per_host,
+            "connect_timeout": connect_timeout,
+            "pool_timeout": pool_timeout,
+            "trust_env": trust_env,
+            "headers": headers,
+        }
+        self._transport: AiohttpTransport | None = None
+        self._state = _State.UNOPENED
+
+    def __repr__(self) -> str:
+        return f"<ttapi_async.Client base_url={self.base_url!r} state={self._state.value}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("cannot reopen a client once it has been closed")
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _open(self) -> AiohttpTransport:
+        # Synchronous on purpose: two first calls racing cannot open two sessions.
+        if self._transport is None:
+            self._transport = AiohttpTransport(
+                self.base_url,
+                self._api_key,
+                **self._transport_args,  # type: ignore[arg-type]
+            )
+            self._state = _State.OPENED
+        return self._transport
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Further calls raise :class:`ClientClosedError`."""
+        self._state = _State.CLOSED
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """True once the client has been closed."""
+        return self._state is _State.CLOSED
+
+    # ------------------------------------------------------------------ resources
+
+    @cached_property
+    def images(self) -> Images:
+        """``/v1/images/generations`` and ``/v1/images/edits`` (OpenAI-compatible)."""
+        from ._resources import Images  # noqa: PLC0415 - resources import this module
+
+        return Images(self)
+
+    @cached_property
+    def dalle3(self) -> Dalle3:
+        """The legacy DALL-E 3 route ``/openai/v1/images/generations`` (envelope unwrapped)."""
+        from ._resources import Dalle3  # noqa: PLC0415
+
+        return Dalle3(self)
+
+    @cached_property
+    def gpt4o(self) -> GPT4o:
+        """4o-image jobs: ``submit`` and ``fetch``."""
+        from ._resources import GPT4o  # noqa: PLC0415
+
+        return GPT4o(self)
+
+    # ------------------------------------------------------------------ requests
+
+    def deadline(self, timeout: Timeout) -> float | None:
+        """The event-loop time by which a call given ``timeout=`` must end (None: never)."""
+        seconds = self.timeout if timeout is NOT_GIVEN else timeout
+        if seconds is None:
+            return None
+        return asyncio.get_running_loop().time() + seconds
+
+    async def _call(self, spec: RequestSpec, parse: Parser[T], deadline: float | None) -> T:
+        """Send ``spec`` under the retry policy and the deadline, and parse the reply.
+
+        The first attempt is inlined and carries no retry bookkeeping: the common case
+        costs one request and one parse (this path is benchmarked against raw aiohttp).
+        Only after a retryable failure does :meth:`_retry_loop` take over.
+
+        The deadline is enforced per attempt by aiohttp's own total timeout (set to the
+        time left), and between attempts by the policy, which never schedules a retry
+        that cannot finish in time: one timer per request, as plain aiohttp has.
+        """
+        transport = self._transport
+        if transport is None:
+            if self._state is _State.CLOSED:
+                raise ClientClosedError("the client is closed")
+            transport = self._open()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        state = SendState()
+        try:
+            # aiohttp reads a total of 0 as "no limit": an exhausted budget still gets 1 ms.
+            timeout = None if deadline is None else max(deadline - start, 0.001)
+            raw = await transport.send(spec, state, timeout)
+            if raw.status < 300:  # noqa: PLR2004
+                return parse(raw, ResponseInfo(raw.status, raw.headers, loop.time() - start, 1))
+            raise parse_error(raw.status, raw.headers, raw.body, operation=spec.operation)
+        except TTAPIError as exc:
+            remaining = None if deadline is None else deadline - loop.time()
+            if self.retry.delay(exc, 1, billable=spec.billable, remaining=remaining) is None:
+                self._raise_unknown(spec, exc, 1)
+                raise
+            return await self._retry_loop(spec, parse, deadline, start, state, exc)
+
+    async def _retry_loop(
+        self,
+        spec: RequestSpec,
+        parse: Parser[T],
+        deadline: float | None,
+        start: float,
+        state: SendState,
+        first: TTAPIError,
+    ) -> T:
+        """Retry ``spec`` with stamina after ``first`` failed and the policy allows more."""
+        loop = asyncio.get_running_loop()
+        attempts = 1
+        pending: TTAPIError | None = first
+
+        def retry_delay(exc: Exception) -> float | bool:
+            remaining = None if deadline is None else deadline - loop.time()
+            wait = self.retry.delay(exc, attempts, billable=spec.billable, remaining=remaining)
+            if wait is None:
+                return False
+            log.info(
+                "%s: retry %d in %.2fs after %s", spec.operation, attempts, wait, type(exc).__name__
+            )
+            return wait
+
+        try:
+            # The first failure is replayed inside stamina's loop, so stamina counts it
+            # and sleeps the backoff our policy chose.
+            async for retrying in stamina.retry_context(
+                on=retry_delay, attempts=self.retry.max_retries + 1, timeout=None
+            ):
+                with retrying:
+                    if pending is not None:
+                        replay, pending = pending, None
+                        raise replay
+                    remaining = None
+                    if deadline is not None:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            msg = f"{spec.operation} did not finish within its timeout"
+                            raise RequestTimeout(msg, request_sent=False)
+                    if self._state is _State.CLOSED or self._transport is None:
+                        raise ClientClosedError("the client was closed while retrying")
+                    attempts += 1
+                    raw = await self._transport.send(spec, state, remaining)
+                    if raw.status >= 300:  # noqa: PLR2004
+                        raise parse_error(
+                            raw.status, raw.headers, raw.body, operation=spec.operation
+                        )
+                    info = ResponseInfo(raw.status, raw.headers, loop.time() - start, attempts)
+                    return parse(raw, info)
+        except TTAPIError as exc:
+            self._raise_unknown(spec, exc, attempts)
+            raise
+        raise AssertionError("unreachable: stamina always returns or raises")  # pragma: no cover
+
+    async def download(
+        self, url: str, *, max_bytes: int = 64 * 1024 * 1024, timeout: Timeout = NOT_GIVEN
+    ) -> bytes:
+        """Download an image URL (never sending the API key) and return its bytes.
+
+        Raises:
+            NotFoundError: the URL is gone (TTAPI and DALL-E URLs expire after about an hour).
+            ResponseFormatError: the reply is larger than ``max_bytes`` or not an image.
+        """
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("the client is closed")
+        transport = self._open()
+        state = SendState()
+        try:
+            async with asyncio.timeout_at(self.deadline(timeout)):
+                raw = await transport.download(url, state, max_bytes)
+        except TimeoutError as exc:
+            if isinstance(exc, TTAPIError):
+                raise
+            raise RequestTimeout("download timed out", request_sent=state.connected) from exc
+        if raw.status >= 300:  # noqa: PLR2004
+            raise parse_error(raw.status, raw.headers, raw.body, operation="download")
+        if sniff_mime(raw.body) == "application/octet-stream":
+            raise ResponseFormatError(
+                "the download is not a PNG, JPEG, WebP or GIF image", status=raw.status
+            )
+        return raw.body
+
+    async def save(
+        self,
+        result: ImagesResponse | JobSnapshot,
+        directory: str | os.PathLike[str],
+        *,
+        stem: str | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> list[Path]:
+        """Save every image of a result into ``directory`` and return the paths.
+
+        ``b64_json`` images are decoded; URL images (DALL-E, 4o jobs) are downloaded
+        without the API key. Names are ``<stem>-<i>.<ext>``, the extension read from the
+        bytes; ``stem`` defaults to a safe slug of the prompt or job id. Each file is
+        written atomically.
+        """
+        folder = Path(directory)
+        sources: list[ImageData | str] = []
+        if isinstance(result, JobSnapshot):
+            if not result.image_url:
+                raise ValidationError("result", result.status.value, "the job has no image to save")
+            sources.append(result.image_url)
+            default_stem = safe_stem(result.prompt or result.job_id)
+        else:
+            sources.extend(result.data)
+            default_stem = safe_stem(
+                next((d.revised_prompt for d in result.data if d.revised_prompt), "image")
+            )
+        base = stem if stem is not None else default_stem
+        if not base or os.sep in base or (os.altsep and os.altsep in base) or base in {".", ".."}:
+            raise ValidationError("stem", base, "a plain file-name stem is required")
+        paths = []
+        for i, item in enumerate(sources):
+            if isinstance(item, str):
+                data = await self.download(item, timeout=timeout)
+            elif item.b64_json is not None:
+                data = item.decode()
+            elif item.url is not None:
+                data = await self.download(item.url, timeout=timeout)
+            else:
+                raise ResponseFormatError("an image item has neither b64_json nor url", status=200)
+            ext = EXTENSIONS.get(sniff_mime(data), "bin")
+            path = folder / f"{base}-{i}.{ext}"
+            await anyio.to_thread.run_sync(write_atomic, path, data)
+            paths.append(path)
+        return paths
+
+    def _raise_unknown(self, spec: RequestSpec, exc: TTAPIError, attempts: int) -> None:
+        """Raise :class:`OutcomeUnknownError` if ``exc`` leaves a billable call in doubt."""
+        if spec.billable and is_outcome_unknown(exc):
+            log.warning(
+                "%s: outcome unknown after %d attempt(s): %s", spec.operation, attempts, exc
+            )
+            raise OutcomeUnknownError(spec.operation, exc, attempts=attempts) from exc

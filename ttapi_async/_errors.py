@@ -1,0 +1,318 @@
+"""The exception tree: every error this SDK raises is a :class:`TTAPIError`.
+
+::
+
+    TTAPIError
+    ├── ValidationError (ValueError)         bad input; nothing was sent
+    ├── ClientClosedError (RuntimeError)     the client is not open
+    ├── APIConnectionError                   no HTTP answer came back
+    │   ├── ConnectError                     no connection; the request was never written
+    │   ├── ConnectionDroppedError           the connection broke after the request went out
+    │   └── RequestTimeout (TimeoutError)    the call's ``timeout=`` ran out
+    ├── APIStatusError                       the server answered with an error
+    │   ├── BadRequestError                  400 (and other 4xx without a class of their own)
+    │   │   └── ContentPolicyError           moderation_blocked / content_policy_violation
+    │   ├── AuthenticationError              401
+    │   ├── InsufficientBalanceError         402, or OpenAI's 429 ``insufficient_quota``
+    │   ├── PermissionDeniedError            403 (account blocked)
+    │   ├── NotFoundError                    404
+    │   │   └── JobNotFoundError             fetch of a job id the server does not know
+    │   ├── RateLimitError                   429 (``retry_after``)
+    │   ├── QueueFullError                   499: TTAPI's queue for the product is full
+    │   ├── RedirectError                    3xx to another host (the key is not followed there)
+    │   └── ServerError                      5xx
+    │       └── GatewayTimeoutError          504
+    ├── ResponseFormatError                  a body that is not what the route promises
+    └── OutcomeUnknownError                  a billable request was sent, no definite answer
+
+:class:`OutcomeUnknownError` is what a billable call (``images.generate``, ``images.edit``,
+``dalle3.generate``, ``gpt4o.submit``) raises when the request reached the wire and then
+something went wrong that does not tell whether the server accepted it: a 5xx, a gateway
+504, a dropped connection, or the deadline running out while waiting for the answer.
+TTAPI has no idempotency key, so retrying such a call could bill twice; the SDK does
+not, unless you pass ``retry_unknown_outcome=True`` to the client. The underlying error
+is on ``.cause`` (and ``__cause__``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConnectError",
+    "ConnectionDroppedError",
+    "ContentPolicyError",
+    "GatewayTimeoutError",
+    "InsufficientBalanceError",
+    "JobNotFoundError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "QueueFullError",
+    "RateLimitError",
+    "RedirectError",
+    "RequestTimeout",
+    "ResponseFormatError",
+    "ServerError",
+    "TTAPIError",
+    "ValidationError",
+]
+
+_EXCERPT = 300
+
+
+_HOOK_URL = re.compile(r'("hook_?url"\s*:\s*)"[^"]*"', re.IGNORECASE)
+
+
+def excerpt(body: bytes | str, limit: int = _EXCERPT) -> str:
+    """Return a short, printable excerpt of a response body for an error message.
+
+    A ``hookUrl`` value is hidden: it may carry a per-job secret token.
+    """
+    text = body[: limit * 4].decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = _HOOK_URL.sub(r'\1"<hidden>"', " ".join(text.split()))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class TTAPIError(Exception):
+    """Base class of every error raised by ttapi-async."""
+
+
+class ValidationError(TTAPIError, ValueError):
+    """A parameter breaks a rule the API is known to enforce; nothing was sent.
+
+    ``param`` names the parameter, ``value`` is what was given (shortened for long
+    values) and ``rule`` says what is allowed.
+    """
+
+    def __init__(self, param: str, value: object, rule: str) -> None:
+        self.param = param
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{param}={_short(value)}: {rule}")
+
+
+def _short(value: object) -> str:
+    if isinstance(value, str | bytes) and len(value) > 60:  # noqa: PLR2004
+        kind = "str" if isinstance(value, str) else "bytes"
+        return f"<{kind} of length {len(value)}>"
+    return repr(value)
+
+
+class ClientClosedError(TTAPIError, RuntimeError):
+    """The client was used outside ``async with`` or after it was closed."""
+
+
+class APIConnectionError(TTAPIError):
+    """No HTTP response was received.
+
+    ``request_sent`` says whether the request may have reached the server.
+    """
+
+    request_sent: bool = True
+
+    def __init__(self, message: str, *, request_sent: bool | None = None) -> None:
+        super().__init__(message)
+        if request_sent is not None:
+            self.request_sent = request_sent
+
+
+class ConnectError(APIConnectionError):
+    """No connection could be made (refused, DNS, TLS, or none free in the pool in time).
+
+    The request was never written, so retrying it cannot bill twice.
+    """
+
+    request_sent = False
+
+
+class ConnectionDroppedError(APIConnectionError):
+    """The connection broke after the request was written (reset, server disconnect)."""
+
+
+class RequestTimeout(APIConnectionError, TimeoutError):
+    """The call's ``timeout=`` ran out.
+
+    ``request_sent`` is False when the deadline passed before the request was written
+    (waiting for a pooled connection, or sleeping before a retry).
+    """
+
+
+class APIStatusError(TTAPIError):
+    """The server answered with an error status or a failed envelope.
+
+    Attributes:
+        status: the HTTP status code.
+        message: the server's message (TTAPI envelope ``message`` or OpenAI ``error.message``).
+        code: OpenAI's ``error.code`` when the body had that shape, else None.
+        type: OpenAI's ``error.type`` when present.
+        param: OpenAI's ``error.param`` when present.
+        headers: the response headers.
+        body: a short excerpt of the response body.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        type: str | None = None,  # noqa: A002 - mirrors OpenAI's field name
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: str = "",
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.type = type
+        self.param = param
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.body = body
+        detail = f" (code={code})" if code else ""
+        super().__init__(f"HTTP {status}: {message}{detail}")
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400, or another 4xx with no class of its own: the server refused the parameters."""
+
+
+class ContentPolicyError(BadRequestError):
+    """The prompt or image was refused by the safety system.
+
+    OpenAI's codes ``moderation_blocked`` (gpt-image) and ``content_policy_violation`` (dall-e).
+    """
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: the TT-API-KEY is wrong, or the account's email is not activated."""
+
+
+class InsufficientBalanceError(APIStatusError):
+    """HTTP 402, or OpenAI's 429 ``insufficient_quota``: the account is out of credit.
+
+    Never retried: waiting does not refill a balance.
+    """
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403: the account is blocked."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: wrong endpoint, or a missing resource."""
+
+
+class JobNotFoundError(NotFoundError):
+    """A fetch named a job id the server does not know."""
+
+
+class _RetryAfterMixin:
+    retry_after: float | None = None
+
+
+class RateLimitError(_RetryAfterMixin, APIStatusError):
+    """HTTP 429: too many requests. ``retry_after`` holds the server's hint in seconds, if any."""
+
+
+class QueueFullError(_RetryAfterMixin, APIStatusError):
+    """HTTP 499: TTAPI's queue for this product is full for the account; try again later."""
+
+
+class RedirectError(APIStatusError):
+    """The API redirected to another host; the SDK does not send the key there."""
+
+
+class ServerError(APIStatusError):
+    """HTTP 5xx: the server or the gateway failed."""
+
+
+class GatewayTimeoutError(ServerError):
+    """HTTP 504: a long synchronous call timed out at TTAPI's gateway."""
+
+
+class ResponseFormatError(TTAPIError):
+    """A response body is not what the route promises (not JSON, missing fields, ...).
+
+    ``status`` is the HTTP status and ``body`` a short, safe excerpt.
+    """
+
+    def __init__(self, message: str, *, status: int, body: str = "") -> None:
+        self.status = status
+        self.body = body
+        super().__init__(f"HTTP {status}: {message}" + (f"; body: {body}" if body else ""))
+
+
+class OutcomeUnknownError(TTAPIError):
+    """A billable request was written, and no answer says whether it was accepted.
+
+    The job may exist and may be billed. The SDK does not retry (TTAPI has no
+    idempotency key), unless the client was created with ``retry_unknown_outcome=True``.
+
+    Attributes:
+        operation: which call, e.g. ``"images.generate"``.
+        cause: the error seen (a :class:`ServerError`, :class:`ConnectionDroppedError`,
+            :class:`RequestTimeout`, ...). Also on ``__cause__``.
+        attempts: how many times the request was written.
+    """
+
+    def __init__(self, operation: str, cause: TTAPIError, *, attempts: int = 1) -> None:
+        self.operation = operation
+        self.cause = cause
+        self.attempts = attempts
+        super().__init__(
+            f"{operation}: the request was sent but its outcome is unknown ({cause}); "
+            "it may have been accepted and billed, so it was not retried"
+        )
+
+
+def status_error(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    type: str | None = None,  # noqa: A002
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: str = "",
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Build the most specific :class:`APIStatusError` for a status and an error code."""
+    cls: type[APIStatusError]
+    if code in {"moderation_blocked", "content_policy_violation"}:
+        cls = ContentPolicyError
+    elif code == "insufficient_quota" or type == "insufficient_quota" or status == 402:  # noqa: PLR2004
+        cls = InsufficientBalanceError
+    else:
+        cls = _BY_STATUS.get(status) or (
+            ServerError if status >= 500 else BadRequestError  # noqa: PLR2004
+        )
+    err = cls(message, status=status, code=code, type=type, param=param, headers=headers, body=body)
+    if isinstance(err, _RetryAfterMixin):
+        err.retry_after = retry_after
+    return err
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientBalanceError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+    499: QueueFullError,
+    504: GatewayTimeoutError,
+}
+
+
+def describe(value: Any) -> str:
+    """Say what a value is without printing it in full (used in format errors)."""
+    return type(value).__name__

@@ -1,0 +1,37 @@
+"""JSON codec: the standard library, or orjson when installed (the ``speedups`` extra).
+
+Strictly private. ``TTAPI_ASYNC_JSON=stdlib`` forces the standard library, so the
+benchmarks can measure both ways in one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+__all__ = ["BACKEND", "dumps", "loads"]
+
+try:
+    if os.environ.get("TTAPI_ASYNC_JSON", "").lower() == "stdlib":
+        raise ImportError  # noqa: TRY301 - same path as "not installed"
+    import orjson
+except ImportError:
+    _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    _decoder = json.JSONDecoder()
+
+    def dumps(obj: Any) -> bytes:
+        """Encode compact JSON as UTF-8 bytes."""
+        return _encoder.encode(obj).encode()
+
+    def loads(data: bytes | str) -> Any:
+        """Decode JSON from UTF-8 bytes (JSON on the wire is UTF-8, RFC 8259)."""
+        # json.loads would sniff the encoding of bytes first; the wire is UTF-8 only.
+        return _decoder.decode(data.decode() if isinstance(data, bytes) else data)
+
+    BACKEND = "json"
+else:
+    dumps = orjson.dumps
+    loads = orjson.loads
+    BACKEND = "orjson"

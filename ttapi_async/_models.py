@@ -1,0 +1,167 @@
+"""Data models: frozen attrs classes, free of I/O and of any client reference.
+
+Strictly private; the public names are re-exported by ``ttapi_async``. The wire is turned
+into these by the one converter in :mod:`ttapi_async._serde`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import enum
+from collections.abc import Mapping
+
+import attrs
+
+
+__all__ = [
+    "ImageData",
+    "ImagesResponse",
+    "InputTokensDetails",
+    "JobSnapshot",
+    "JobStatus",
+    "ResponseInfo",
+    "Usage",
+]
+
+
+def _short_b64(value: str | None) -> str:
+    # A b64 image is megabytes; a repr that prints it is useless and slow.
+    return "None" if value is None else f"<{len(value)} base64 chars>"
+
+
+@attrs.frozen
+class ResponseInfo:
+    """How a result came back over HTTP: for debugging, rate-limit headers and metrics.
+
+    Attributes:
+        status: the final HTTP status.
+        headers: the final response's headers (case-insensitive mapping).
+        elapsed: seconds from the first attempt's start to the final body read.
+        attempts: how many HTTP requests the call made (1 when nothing was retried).
+    """
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    elapsed: float
+    attempts: int = 1
+
+
+@attrs.frozen
+class InputTokensDetails:
+    """Token counts of the input, by kind (gpt-image models)."""
+
+    image_tokens: int = 0
+    text_tokens: int = 0
+
+
+@attrs.frozen
+class Usage:
+    """Token usage reported by gpt-image models (absent for dall-e)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    input_tokens_details: InputTokensDetails | None = None
+
+
+@attrs.frozen
+class ImageData:
+    """One generated image: ``b64_json`` or a short-lived ``url`` (about an hour)."""
+
+    b64_json: str | None = attrs.field(default=None, repr=_short_b64)
+    url: str | None = None
+    revised_prompt: str | None = None
+
+    def decode(self) -> bytes:
+        """Return the image bytes decoded from ``b64_json``.
+
+        Raises:
+            ValueError: the image came as a URL; download it instead.
+        """
+        if self.b64_json is None:
+            msg = "this image has no b64_json (it came as a url); download the url instead"
+            raise ValueError(msg)
+        return base64.b64decode(self.b64_json)
+
+
+@attrs.frozen
+class ImagesResponse:
+    """The OpenAI ``ImagesResponse`` of ``/v1/images/*`` and of the legacy DALL-E 3 route.
+
+    ``background``, ``output_format``, ``quality`` and ``size`` are echoed by newer
+    gpt-image responses only; ``usage`` is present for gpt-image models only.
+    """
+
+    created: int
+    data: tuple[ImageData, ...] = ()
+    usage: Usage | None = None
+    background: str | None = None
+    output_format: str | None = None
+    quality: str | None = None
+    size: str | None = None
+    #: The HTTP side of the call; not part of equality.
+    http: ResponseInfo | None = attrs.field(default=None, eq=False, repr=False)
+
+
+class JobStatus(enum.StrEnum):
+    """State of a 4o-image job, as TTAPI names it.
+
+    ``UNKNOWN`` stands for any value TTAPI may add later; it is treated as still running.
+    """
+
+    PENDING_QUEUE = "PENDING_QUEUE"
+    ON_QUEUE = "ON_QUEUE"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for SUCCESS and FAILED: the job will not change again."""
+        return self in {JobStatus.SUCCESS, JobStatus.FAILED}
+
+
+@attrs.frozen
+class JobSnapshot:
+    """One reading of a 4o-image job: a fetch reply, or the body of a hookUrl callback.
+
+    Attributes:
+        job_id: the job's id.
+        status: the parsed state; an unrecognised one is ``JobStatus.UNKNOWN``.
+        raw_status: the status string exactly as the server sent it.
+        message: the failure reason on FAILED; None while running and on success
+            (TTAPI's ``null``, ``""`` and ``"success"`` all normalise to None).
+        image_url: the result's URL on SUCCESS (it expires; save it promptly).
+        quota: the quota charged, parsed from TTAPI's string (``"2"`` -> 2.0).
+        finish_time: when the job ended, as an aware UTC datetime (TTAPI sends
+            ``"YYYY-MM-DD HH:MM:SS"`` with no zone; UTC is assumed).
+        hook_url: the callback URL TTAPI echoes; hidden from repr since it may carry a token.
+    """
+
+    job_id: str
+    status: JobStatus
+    raw_status: str = ""
+    message: str | None = None
+    prompt: str | None = None
+    refer_images: tuple[str, ...] = ()
+    image_url: str | None = None
+    quota: float | None = None
+    finish_time: dt.datetime | None = None
+    hook_url: str | None = attrs.field(default=None, repr=False)
+    http: ResponseInfo | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job succeeded or failed."""
+        return self.status.is_terminal
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the job ended with an image."""
+        return self.status is JobStatus.SUCCESS
+
+    @property
+    def failed(self) -> bool:
+        """True when the job ended without an image (``message`` says why)."""
+        return self.status is JobStatus.FAILED

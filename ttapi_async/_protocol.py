@@ -1,0 +1,443 @@
+"""The sans-I/O core: build requests and parse replies, over plain values and bytes.
+
+Strictly private. Nothing here touches the network or an event loop (compare h11 and
+gidgethub's ``sansio``): every function takes values and returns values or raises, so the
+whole wire format is tested without a server.
+
+Two body families meet here (``ttapi-wire.md`` section 11):
+
+* ``/v1/images/*`` answer with OpenAI's ``ImagesResponse``, and with OpenAI's
+  ``{"error": {message, type, param, code}}`` on upstream errors;
+* everything else, and TTAPI's gateway errors on every route, use the envelope
+  ``{"status": "SUCCESS" | "FAILED" | <job state>, "message": ..., "data": ...}``.
+
+The envelope's ``status`` means two things (section 2.2). On a fetch, a reply that carries
+the job (a ``data`` object) with ``FAILED`` is a job that failed: it is returned as a
+snapshot. An HTTP error, or ``FAILED`` with no job (``data: null``), is a failed request:
+it is raised.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+from . import _json
+from ._errors import (
+    APIStatusError,
+    JobNotFoundError,
+    ResponseFormatError,
+    excerpt,
+    status_error,
+)
+from ._images import EXTENSIONS, ImageInfo
+from ._models import ImagesResponse, JobSnapshot, ResponseInfo
+from ._rules import (
+    GENERATE_MODELS,
+    check_dalle3,
+    check_edit,
+    check_fetch,
+    check_generate,
+    check_submit_4o,
+)
+from ._serde import StructureError, structure_images, structure_snapshot
+
+
+__all__ = [
+    "API_KEY_HEADER",
+    "EditImage",
+    "Multipart",
+    "RequestSpec",
+    "build_dalle3",
+    "build_edit",
+    "build_fetch",
+    "build_generate",
+    "build_submit_4o",
+    "parse_callback",
+    "parse_error",
+    "parse_fetch",
+    "parse_images",
+    "parse_submit",
+    "retry_after",
+]
+
+API_KEY_HEADER: Final = "TT-API-KEY"
+
+PATH_GENERATE: Final = "/v1/images/generations"
+PATH_EDIT: Final = "/v1/images/edits"
+PATH_DALLE3: Final = "/openai/v1/images/generations"
+PATH_4O_SUBMIT: Final = "/openai/4o-image/generations"
+PATH_4O_FETCH: Final = "/openai/4o-image/fetch"
+
+_NOT_FOUND_HINTS = ("not found", "not exist", "no such", "invalid jobid", "invalid job id")
+
+
+@attrs.frozen
+class Multipart:
+    """A multipart/form-data body as plain data; the transport turns it into bytes.
+
+    ``files`` holds ``(field, filename, bytes, mime)``: the MIME type is always given,
+    sniffed from the bytes, because the endpoints reject ``application/octet-stream``.
+    """
+
+    fields: tuple[tuple[str, str], ...]
+    files: tuple[tuple[str, str, bytes, str], ...] = attrs.field(repr=False)
+
+
+@attrs.frozen
+class RequestSpec:
+    """One HTTP request, fully described.
+
+    ``billable`` marks calls that create paid work: they are retried only when the
+    request provably never reached the server (see :mod:`ttapi_async._retry`).
+    """
+
+    operation: str
+    method: str
+    path: str
+    body: bytes | Multipart | None = attrs.field(default=None, repr=False)
+    params: Mapping[str, str] | None = None
+    json: bool = True
+    billable: bool = False
+
+
+@attrs.frozen
+class EditImage:
+    """One image to upload: its bytes and what :func:`~ttapi_async._images.sniff` found."""
+
+    data: bytes = attrs.field(repr=False)
+    info: ImageInfo
+
+
+def _compact(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop parameters that were not given (None), as TTAPI's own clients do."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _merge_extra(body: dict[str, Any], extra_body: Mapping[str, Any] | None) -> dict[str, Any]:
+    if extra_body:
+        body.update(extra_body)
+    return body
+
+
+def _normalise_response_format(params: dict[str, Any]) -> None:
+    # gpt-image models always return b64_json and reject the parameter with a 400; asking
+    # for what they return anyway is harmless, so drop it instead of failing.
+    rules = GENERATE_MODELS.get(params.get("model") or "")
+    if (
+        rules is not None
+        and not rules.response_format
+        and params.get("response_format") == "b64_json"
+    ):
+        del params["response_format"]
+
+
+def build_generate(
+    params: Mapping[str, Any], extra_body: Mapping[str, Any] | None = None
+) -> RequestSpec:
+    """Check and build ``POST /v1/images/generations``.
+
+    ``params`` uses OpenAI's parameter names; None means "not given" and is not sent.
+    ``extra_body`` is merged last, unchecked: the escape hatch for new parameters.
+    """
+    body = _compact(params)
+    if "response_format" in body:
+        _normalise_response_format(body)
+    check_generate(body)
+    if extra_body:
+        body.update(extra_body)
+    return RequestSpec("images.generate", "POST", PATH_GENERATE, _json.dumps(body), billable=True)
+
+
+def build_edit(
+    params: Mapping[str, Any],
+    images: Sequence[EditImage],
+    mask: EditImage | None,
+    extra_body: Mapping[str, Any] | None = None,
+) -> RequestSpec:
+    """Check and build the multipart ``POST /v1/images/edits``."""
+    p = _compact(params)
+    _normalise_response_format(p)
+    check_edit(p, [i.info for i in images], mask.info if mask else None)
+    fields = _merge_extra(p, extra_body)
+    form = tuple(
+        (k, v if isinstance(v, str) else _json.dumps(v).decode()) for k, v in fields.items()
+    )
+    # One image goes as "image", several as "image[]" (OpenAI's array form).
+    field = "image" if len(images) == 1 else "image[]"
+    files = [
+        (field, f"image{i or ''}.{EXTENSIONS.get(img.info.mime, 'bin')}", img.data, img.info.mime)
+        for i, img in enumerate(images)
+    ]
+    if mask is not None:
+        files.append(("mask", "mask.png", mask.data, mask.info.mime))
+    return RequestSpec(
+        "images.edit",
+        "POST",
+        PATH_EDIT,
+        Multipart(fields=form, files=tuple(files)),
+        json=False,
+        billable=True,
+    )
+
+
+def build_dalle3(
+    params: Mapping[str, Any], extra_body: Mapping[str, Any] | None = None
+) -> RequestSpec:
+    """Check and build the legacy ``POST /openai/v1/images/generations`` (DALL-E 3)."""
+    check_dalle3(params)
+    body = _merge_extra(_compact(params), extra_body)
+    return RequestSpec("dalle3.generate", "POST", PATH_DALLE3, _json.dumps(body), billable=True)
+
+
+def build_submit_4o(
+    prompt: str,
+    refer_images: Sequence[str] | str | None,
+    hook_url: str | None,
+    extra_body: Mapping[str, Any] | None = None,
+) -> RequestSpec:
+    """Check and build ``POST /openai/4o-image/generations``.
+
+    A bare string for ``refer_images`` is taken as one URL (TTAPI's own curl sample
+    sends a string where the schema says array).
+    """
+    refs = [refer_images] if isinstance(refer_images, str) else refer_images
+    body: dict[str, Any] = {"prompt": prompt}
+    if refs:
+        body["referImages"] = list(refs)
+    if hook_url is not None:
+        body["hookUrl"] = hook_url
+    check_submit_4o(body)
+    return RequestSpec(
+        "gpt4o.submit",
+        "POST",
+        PATH_4O_SUBMIT,
+        _json.dumps(_merge_extra(body, extra_body)),
+        billable=True,
+    )
+
+
+def build_fetch(job_id: str) -> RequestSpec:
+    """Build ``GET /openai/4o-image/fetch?jobId=...`` (free and idempotent)."""
+    check_fetch(job_id)
+    return RequestSpec("gpt4o.fetch", "GET", PATH_4O_FETCH, params={"jobId": job_id})
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asks to wait, or None when absent or unreadable.
+
+    ``retry-after-ms`` wins; ``Retry-After`` may be seconds or an HTTP date.
+    """
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _decode(status: int, body: bytes) -> Any:
+    try:
+        return _json.loads(body)
+    except ValueError as exc:
+        raise ResponseFormatError(
+            "the body is not JSON", status=status, body=excerpt(body)
+        ) from exc
+
+
+def parse_error(
+    status: int, headers: Mapping[str, str], body: bytes, *, operation: str = ""
+) -> APIStatusError:
+    """Turn an error reply (either body shape, or none) into the right :class:`APIStatusError`."""
+    message = ""
+    code = type_ = param = None
+    envelope = False
+    try:
+        obj = _json.loads(body) if body else None
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict):  # OpenAI's shape
+            message = str(err.get("message") or "")
+            code = _opt(err.get("code"))
+            type_ = _opt(err.get("type"))
+            param = _opt(err.get("param"))
+        elif "status" in obj or "message" in obj:  # TTAPI's envelope
+            envelope = True
+            message = str(obj.get("message") or obj.get("status") or "")
+        elif isinstance(err, str):
+            message = err
+    if not message:
+        message = excerpt(body) if body else "no body"
+    snippet = excerpt(body)
+    if (
+        operation == "gpt4o.fetch"
+        and envelope
+        and (status == 404 or any(h in message.lower() for h in _NOT_FOUND_HINTS))  # noqa: PLR2004
+    ):
+        return JobNotFoundError(message, status=status, headers=headers, body=snippet)
+    return status_error(
+        status,
+        message,
+        code=code,
+        type=type_,
+        param=param,
+        headers=headers,
+        body=snippet,
+        retry_after=retry_after(headers),
+    )
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _failed_envelope(
+    status: int, headers: Mapping[str, str], body: bytes, operation: str
+) -> APIStatusError:
+    # A 2xx carrying {"status": "FAILED"} is a refused request; build the same errors
+    # as for an HTTP error, keyed by the status the server used.
+    return parse_error(status if status >= 400 else 400, headers, body, operation=operation)  # noqa: PLR2004
+
+
+def parse_images(
+    status: int, headers: Mapping[str, str], body: bytes, http: ResponseInfo | None = None
+) -> ImagesResponse:
+    """Parse the reply of ``/v1/images/*`` or of the legacy DALL-E 3 route.
+
+    Both the raw OpenAI body and the envelope wrapping it are accepted on either route.
+    """
+    if status >= 300:  # noqa: PLR2004
+        raise parse_error(status, headers, body)
+    obj = _decode(status, body)
+    if type(obj) is not dict:
+        raise ResponseFormatError("expected a JSON object", status=status, body=excerpt(body))
+    if "created" not in obj and "error" in obj:
+        raise parse_error(400, headers, body)
+    if "created" not in obj and "status" in obj:  # the envelope around an ImagesResponse
+        if obj.get("status") != "SUCCESS":
+            raise _failed_envelope(status, headers, body, "images")
+        obj = obj.get("data")
+        if not isinstance(obj, dict):
+            raise ResponseFormatError(
+                "the envelope has no ImagesResponse in data", status=status, body=excerpt(body)
+            )
+    items = obj.get("data")
+    if not isinstance(items, list) or not isinstance(obj.get("created"), int):
+        raise ResponseFormatError(
+            "expected an ImagesResponse with 'created' and a 'data' list",
+            status=status,
+            body=excerpt(body),
+        )
+    if any(type(item) is not dict for item in items):
+        raise ResponseFormatError(
+            "malformed ImagesResponse: data items must be objects",
+            status=status,
+            body=excerpt(body),
+        )
+    try:
+        return structure_images(obj, http)
+    except StructureError as exc:
+        raise ResponseFormatError(
+            f"malformed ImagesResponse: {exc}", status=status, body=excerpt(body)
+        ) from exc
+
+
+def parse_submit(status: int, headers: Mapping[str, str], body: bytes) -> str:
+    """Parse a 4o-image submit reply and return the job id (``jobId`` or ``job_id``)."""
+    if status >= 300:  # noqa: PLR2004
+        raise parse_error(status, headers, body, operation="gpt4o.submit")
+    obj = _decode(status, body)
+    if not isinstance(obj, dict):
+        raise ResponseFormatError("expected a JSON object", status=status, body=excerpt(body))
+    if obj.get("status") != "SUCCESS":
+        raise _failed_envelope(status, headers, body, "gpt4o.submit")
+    data = obj.get("data")
+    job_id = None
+    if isinstance(data, dict):
+        job_id = data.get("jobId") or data.get("job_id")
+    job_id = job_id or obj.get("jobId") or obj.get("job_id")
+    if not isinstance(job_id, str) or not job_id:
+        raise ResponseFormatError(
+            "the submit reply has no job id", status=status, body=excerpt(body)
+        )
+    return job_id
+
+
+def _snapshot_from(
+    obj: Any, status: int, body: bytes, http: ResponseInfo | None, job_id: str | None
+) -> JobSnapshot | None:
+    """The job carried by an envelope, or None when the envelope carries no job."""
+    if not isinstance(obj, dict):
+        raise ResponseFormatError("expected a JSON object", status=status, body=excerpt(body))
+    data = obj.get("data")
+    raw_status = obj.get("status")
+    if not isinstance(data, dict) or not isinstance(raw_status, str):
+        return None
+    jid = (
+        obj.get("jobId") or obj.get("job_id") or data.get("jobId") or data.get("job_id") or job_id
+    )
+    if not isinstance(jid, str) or not jid:
+        raise ResponseFormatError("the job reply has no job id", status=status, body=excerpt(body))
+    try:
+        return structure_snapshot(jid, raw_status, obj.get("message"), data, http)
+    except StructureError as exc:
+        raise ResponseFormatError(
+            f"malformed job reply: {exc}", status=status, body=excerpt(body)
+        ) from exc
+
+
+def parse_fetch(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    job_id: str,
+    http: ResponseInfo | None = None,
+) -> JobSnapshot:
+    """Parse a 4o-image fetch reply into a snapshot, or raise for a failed request."""
+    if status >= 300:  # noqa: PLR2004
+        raise parse_error(status, headers, body, operation="gpt4o.fetch")
+    obj = _decode(status, body)
+    snap = _snapshot_from(obj, status, body, http, job_id)
+    if snap is None:
+        if isinstance(obj, dict) and obj.get("status") == "FAILED":
+            raise _failed_envelope(status, headers, body, "gpt4o.fetch")
+        raise ResponseFormatError(
+            "expected a job envelope with a status and a data object",
+            status=status,
+            body=excerpt(body),
+        )
+    return snap
+
+
+def parse_callback(body: bytes) -> JobSnapshot:
+    """Parse a hookUrl callback body: the same structure as a fetch reply.
+
+    Raises:
+        ResponseFormatError: the body is not JSON or carries no job.
+    """
+    obj = _decode(200, body)
+    snap = _snapshot_from(obj, 200, body, None, None)
+    if snap is None:
+        raise ResponseFormatError("the callback carries no job", status=200, body=excerpt(body))
+    return snap

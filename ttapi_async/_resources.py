@@ -1,0 +1,311 @@
+"""The resources a client hands out: ``images``, ``dalle3``, ``gpt4o``, and the ``Job`` handle.
+
+Strictly private. Each method is the same three steps: build a checked
+:class:`~ttapi_async._protocol.RequestSpec` (nothing is sent if a rule is broken), send it
+through :meth:`Client._call`, and parse the reply, all under one deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._errors import RequestTimeout, ValidationError
+from ._images import sniff
+from ._models import ImagesResponse, JobSnapshot, ResponseInfo
+from ._protocol import (
+    EditImage,
+    build_dalle3,
+    build_edit,
+    build_fetch,
+    build_generate,
+    build_submit_4o,
+    parse_fetch,
+    parse_images,
+    parse_submit,
+)
+from ._transport import RawResponse
+from ._types import NOT_GIVEN, ImageInput, Timeout
+
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+
+__all__ = ["Dalle3", "GPT4o", "Images", "Job"]
+
+
+def _images_parser(raw: RawResponse, info: ResponseInfo) -> ImagesResponse:
+    return parse_images(raw.status, raw.headers, raw.body, info)
+
+
+class _Resource:
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+
+class Images(_Resource):
+    """``POST /v1/images/generations`` and ``POST /v1/images/edits``.
+
+    OpenAI-compatible and synchronous: gpt-image-1, dall-e-2, dall-e-3.
+    """
+
+    __slots__ = ()
+
+    async def generate(
+        self,
+        *,
+        prompt: str,
+        model: str | None = None,
+        n: int | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        style: str | None = None,
+        background: str | None = None,
+        moderation: str | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        user: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> ImagesResponse:
+        """Create images from a prompt.
+
+        Arguments follow OpenAI's Images API; a None is not sent. The rules of the known
+        models (gpt-image-1, dall-e-2, dall-e-3) are checked first, and a broken rule
+        raises :class:`ValidationError` naming the parameter; with no ``model`` the
+        server's default, dall-e-2, is assumed. Other models pass through unchecked.
+        ``extra_body`` adds raw fields (unchecked). ``timeout`` bounds the whole call.
+
+        Returns:
+            The :class:`ImagesResponse` (``data[i].b64_json`` or ``.url``; ``usage`` for
+            gpt-image models; ``http`` for status, headers and attempts).
+        """
+        params = {
+            "prompt": prompt,
+            "model": model,
+            "n": n,
+            "size": size,
+            "quality": quality,
+            "response_format": response_format,
+            "style": style,
+            "background": background,
+            "moderation": moderation,
+            "output_format": output_format,
+            "output_compression": output_compression,
+            "user": user,
+        }
+        spec = build_generate(params, extra_body)
+        return await self._client._call(spec, _images_parser, self._client.deadline(timeout))  # noqa: SLF001
+
+    async def edit(
+        self,
+        *,
+        image: ImageInput | Sequence[ImageInput],
+        prompt: str,
+        mask: ImageInput | None = None,
+        model: str | None = None,
+        n: int | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        background: str | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        user: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> ImagesResponse:
+        """Edit or extend one or more images with a prompt.
+
+        ``image`` is a path, bytes, a binary file, or a list of those (gpt-image-1: up
+        to 16 png/webp/jpeg images under 25 MB; dall-e-2: one square PNG under 4 MB).
+        ``mask`` is a PNG with the first image's dimensions whose transparent pixels mark
+        what to edit. The MIME type of each upload is read from its bytes. Rules are
+        checked before anything is sent; ``timeout`` bounds the whole call, reading the
+        files included.
+        """
+        client = self._client
+        deadline = client.deadline(timeout)
+        sources = _as_list(image)
+        try:
+            async with asyncio.timeout_at(deadline):
+                images = [
+                    await _load(src, "image" if len(sources) == 1 else f"image[{i}]")
+                    for i, src in enumerate(sources)
+                ]
+                mask_image = None if mask is None else await _load(mask, "mask")
+        except TimeoutError as exc:
+            msg = "images.edit timed out while reading its input files"
+            raise RequestTimeout(msg, request_sent=False) from exc
+        params = {
+            "prompt": prompt,
+            "model": model,
+            "n": n,
+            "size": size,
+            "quality": quality,
+            "response_format": response_format,
+            "background": background,
+            "output_format": output_format,
+            "output_compression": output_compression,
+            "user": user,
+        }
+        spec = build_edit(params, images, mask_image, extra_body)
+        return await client._call(spec, _images_parser, deadline)  # noqa: SLF001
+
+
+def _as_list(image: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    if isinstance(image, list | tuple):
+        return list(image)
+    return [image]  # type: ignore[list-item]  # a str/bytes is one image, not a sequence
+
+
+async def _load(src: object, param: str) -> EditImage:
+    """Read one edit input into bytes and sniff it. Files are read in a worker thread."""
+    data: object
+    if isinstance(src, bytes | bytearray | memoryview):
+        data = bytes(src)
+    elif isinstance(src, str | os.PathLike):
+        text = os.fspath(src)
+        if isinstance(text, str) and text.startswith(("http://", "https://")):
+            raise ValidationError(
+                param, text, "URLs are not accepted; pass a path, bytes or a file"
+            )
+        try:
+            data = await anyio.Path(text).read_bytes()
+        except OSError as exc:
+            raise ValidationError(param, text, f"cannot read the file: {exc.strerror}") from exc
+    elif isinstance(src, io.BytesIO):
+        data = src.getvalue()
+    elif hasattr(src, "read"):
+        data = await anyio.to_thread.run_sync(src.read)
+    else:
+        raise ValidationError(
+            param, type(src).__name__, "a path, bytes or a binary file is required"
+        )
+    if not isinstance(data, bytes):
+        raise ValidationError(param, type(data).__name__, "the file must be opened in binary mode")
+    return EditImage(data=data, info=sniff(data))
+
+
+class Dalle3(_Resource):
+    """The legacy DALL-E 3 route ``POST /openai/v1/images/generations``.
+
+    TTAPI wraps the OpenAI reply in its envelope; the SDK unwraps it, so this returns the
+    same :class:`ImagesResponse` as ``images.generate``. TTAPI marks the route as no longer
+    recommended; ``images.generate(model="dall-e-3")`` is the newer path.
+    """
+
+    __slots__ = ()
+
+    async def generate(
+        self,
+        *,
+        prompt: str,
+        size: str,
+        quality: str | None = None,
+        style: str | None = None,
+        n: int | None = None,
+        model: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> ImagesResponse:
+        """Create one DALL-E 3 image.
+
+        ``size`` is required on this route: 1024x1024, 1024x1792 or 1792x1024;
+        ``quality`` is standard or hd.
+        """
+        params = {
+            "prompt": prompt,
+            "size": size,
+            "quality": quality,
+            "style": style,
+            "n": n,
+            "model": model,
+        }
+        spec = build_dalle3(params, extra_body)
+        return await self._client._call(spec, _images_parser, self._client.deadline(timeout))  # noqa: SLF001
+
+
+class Job:
+    """A handle on a submitted 4o-image job: its id and the client that submitted it.
+
+    A handle, not a data model: it can act (``await job.fetch()``). Rebuild one for a
+    known id with ``client.gpt4o.job(job_id)``.
+    """
+
+    __slots__ = ("_gpt4o", "http", "job_id")
+
+    def __init__(self, job_id: str, gpt4o: GPT4o, http: ResponseInfo | None = None) -> None:
+        self.job_id = job_id
+        self.http = http
+        self._gpt4o = gpt4o
+
+    def __repr__(self) -> str:
+        return f"Job(job_id={self.job_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.job_id == self.job_id
+
+    def __hash__(self) -> int:
+        return hash(self.job_id)
+
+    async def fetch(self, *, timeout: Timeout = NOT_GIVEN) -> JobSnapshot:
+        """Read the job's current state (one fetch request)."""
+        return await self._gpt4o.fetch(self.job_id, timeout=timeout)
+
+
+class GPT4o(_Resource):
+    """4o-image jobs: ``POST /openai/4o-image/generations`` and ``/openai/4o-image/fetch``.
+
+    A job yields one image; submit N jobs for N images.
+    """
+
+    __slots__ = ()
+
+    async def submit(
+        self,
+        *,
+        prompt: str,
+        refer_images: Sequence[str] | str | None = None,
+        hook_url: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> Job:
+        """Submit a job and return its handle at once (the image comes later).
+
+        ``refer_images`` are URLs of reference images. With ``hook_url``, TTAPI POSTs the
+        job's final state there. The submit is billable: it is retried only when it
+        provably never reached the server (see :class:`OutcomeUnknownError`).
+        """
+        spec = build_submit_4o(prompt, refer_images, hook_url, extra_body)
+
+        def parse(raw: RawResponse, info: ResponseInfo) -> Job:
+            return Job(parse_submit(raw.status, raw.headers, raw.body), self, info)
+
+        return await self._client._call(spec, parse, self._client.deadline(timeout))  # noqa: SLF001
+
+    async def fetch(self, job_id: str, *, timeout: Timeout = NOT_GIVEN) -> JobSnapshot:
+        """Read a job's state. Free and idempotent, so retried on any passing error.
+
+        A job that failed comes back as a snapshot with ``status=FAILED`` and the reason
+        in ``message``; a failed *request* (unknown job id, auth, ...) raises.
+        """
+        spec = build_fetch(job_id)
+
+        def parse(raw: RawResponse, info: ResponseInfo) -> JobSnapshot:
+            return parse_fetch(raw.status, raw.headers, raw.body, job_id, info)
+
+        return await self._client._call(spec, parse, self._client.deadline(timeout))  # noqa: SLF001
+
+    def job(self, job_id: str) -> Job:
+        """A handle for a job submitted earlier (by this process or another)."""
+        return Job(job_id, self)

@@ -1,0 +1,112 @@
+"""When to retry an HTTP call, and how long to wait: a pure policy over errors.
+
+Strictly private. The loop itself is stamina's (``stamina.retry_context``); this module only
+decides, so the rules are tested without a server or a clock.
+
+The one rule that matters: **a billable call is never retried when it may have been
+accepted.** TTAPI has no idempotency key, so a second POST after an unknown outcome can
+bill twice. A billable call (generate, edit, DALL-E 3, 4o submit) is retried only when:
+
+* no connection was made, so the request was never written (:class:`ConnectError`), or
+* the server refused it before accepting it: 429 (rate limit) or 499 (queue full).
+
+A fetch is free and idempotent, so it is also retried on 5xx, dropped connections and
+malformed bodies. ``insufficient_quota`` and 402 are never retried: waiting does not refill
+a balance.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Final
+
+import attrs
+
+from ._errors import (
+    APIConnectionError,
+    ConnectError,
+    QueueFullError,
+    RateLimitError,
+    ResponseFormatError,
+    ServerError,
+    TTAPIError,
+)
+
+
+__all__ = ["RetryPolicy", "is_outcome_unknown"]
+
+_RNG: Final = random.Random()  # noqa: S311 - jitter, not security
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How a client retries failed HTTP calls.
+
+    Attributes:
+        max_retries: retries after the first attempt (0 turns retrying off).
+        initial_delay: the first backoff, in seconds; it doubles on each retry.
+        max_delay: the cap of the exponential backoff.
+        jitter: each backoff is multiplied by a random factor in ``[1 - jitter, 1]``.
+        max_retry_after: the longest ``Retry-After`` the client will honour; a longer
+            request surfaces the error at once so the caller can decide.
+        retry_unknown_outcome: also retry billable calls whose outcome is unknown (5xx,
+            dropped connection, timeout after sending). This can bill twice; off by default.
+    """
+
+    max_retries: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    jitter: float = attrs.field(
+        default=0.25,
+        validator=attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0)),
+    )
+    max_retry_after: float = 60.0
+    retry_unknown_outcome: bool = False
+
+    def backoff(self, retry: int, rng: random.Random = _RNG) -> float:
+        """The jittered exponential delay before retry number ``retry`` (1-based)."""
+        base = min(self.max_delay, self.initial_delay * 2 ** (retry - 1))
+        return base * (1 - self.jitter * rng.random())
+
+    def delay(
+        self,
+        exc: BaseException,
+        retry: int,
+        *,
+        billable: bool,
+        remaining: float | None,
+        rng: random.Random = _RNG,
+    ) -> float | None:
+        """Seconds to wait before retry number ``retry``, or None to give up and raise.
+
+        ``remaining`` is the time left before the call's deadline (None: no deadline);
+        a wait that would outlast it is pointless, so the error is raised at once.
+        """
+        if retry > self.max_retries or not isinstance(exc, TTAPIError):
+            return None
+        if isinstance(exc, RateLimitError | QueueFullError):
+            hint = exc.retry_after
+            if hint is not None and hint > self.max_retry_after:
+                return None
+            wait = self.backoff(retry, rng) if hint is None else hint
+        elif isinstance(exc, ConnectError) or (
+            _passing(exc) and (not billable or self.retry_unknown_outcome)
+        ):
+            wait = self.backoff(retry, rng)
+        else:
+            return None
+        if remaining is not None and wait >= remaining:
+            return None
+        return wait
+
+
+def _passing(exc: TTAPIError) -> bool:
+    """Errors that may pass on their own: worth another try when that is safe."""
+    if isinstance(exc, ServerError | ResponseFormatError):
+        return True
+    return isinstance(exc, APIConnectionError) and exc.request_sent
+
+
+def is_outcome_unknown(exc: BaseException) -> bool:
+    """True when a billable request may have been accepted despite this error."""
+    return isinstance(exc, TTAPIError) and _passing(exc)

@@ -1,0 +1,330 @@
+"""Parameter rules of the image endpoints, as data, and the pure checks that apply them.
+
+Strictly private. The tables follow ``ttapi-wire.md`` section 8 (OpenAI's gpt-image-1-era
+rules, which TTAPI passes through) and the seed document for the legacy DALL-E 3 and
+4o-image routes. The client runs these checks before sending anything; the emulator
+runs the same checks on what it receives, so both sides agree on one table.
+
+Only models named here are checked in detail. Any other model passes through with the
+universal checks (prompt present, ``n`` a positive integer), so a model TTAPI adds
+tomorrow works today.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+from ._errors import ValidationError
+from ._images import ImageInfo
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EDIT_MODELS",
+    "GENERATE_MODELS",
+    "ModelRules",
+    "check_dalle3",
+    "check_edit",
+    "check_fetch",
+    "check_generate",
+    "check_submit_4o",
+]
+
+#: The model the server uses when a request names none (OpenAI's default).
+DEFAULT_MODEL: Final = "dall-e-2"
+
+_MB = 1024 * 1024
+_GPT_IMAGE_SIZES = frozenset({"1024x1024", "1536x1024", "1024x1536", "auto"})
+_DALLE2_SIZES = frozenset({"256x256", "512x512", "1024x1024"})
+_DALLE3_SIZES = frozenset({"1024x1024", "1792x1024", "1024x1792"})
+_RESPONSE_FORMATS = frozenset({"url", "b64_json"})
+_BACKGROUNDS = frozenset({"transparent", "opaque", "auto"})
+_MODERATIONS = frozenset({"low", "auto"})
+_OUTPUT_FORMATS = frozenset({"png", "jpeg", "webp"})
+_STYLES = frozenset({"vivid", "natural"})
+_GPT_IMAGE_ONLY = ("background", "moderation", "output_format", "output_compression")
+
+
+@attrs.frozen
+class ModelRules:
+    """What one model accepts on one route."""
+
+    name: str
+    max_prompt: int
+    sizes: frozenset[str]
+    qualities: frozenset[str]
+    max_n: int = 10
+    #: dall-e models take ``response_format``; gpt-image models always return b64_json.
+    response_format: bool = True
+    style: bool = False
+    #: background, moderation, output_format, output_compression.
+    gpt_image_params: bool = False
+    # Edit-only limits.
+    max_images: int = 1
+    max_image_bytes: int = 4 * _MB
+    image_types: frozenset[str] = frozenset({"image/png"})
+    square_png: bool = False
+
+
+_GPT_IMAGE_1 = ModelRules(
+    name="gpt-image-1",
+    max_prompt=32000,
+    sizes=_GPT_IMAGE_SIZES,
+    qualities=frozenset({"auto", "high", "medium", "low"}),
+    response_format=False,
+    gpt_image_params=True,
+    max_images=16,
+    max_image_bytes=25 * _MB,
+    image_types=frozenset({"image/png", "image/webp", "image/jpeg"}),
+)
+_DALLE_2 = ModelRules(
+    name="dall-e-2",
+    max_prompt=1000,
+    sizes=_DALLE2_SIZES,
+    qualities=frozenset({"auto", "standard"}),
+    square_png=True,
+)
+_DALLE_3 = ModelRules(
+    name="dall-e-3",
+    max_prompt=4000,
+    sizes=_DALLE3_SIZES,
+    qualities=frozenset({"auto", "hd", "standard"}),
+    max_n=1,
+    style=True,
+)
+
+#: Rules of ``POST /v1/images/generations`` per known model.
+GENERATE_MODELS: Final[Mapping[str, ModelRules]] = {
+    r.name: r for r in (_GPT_IMAGE_1, _DALLE_2, _DALLE_3)
+}
+#: Rules of ``POST /v1/images/edits`` per known model (dall-e-3 cannot edit).
+EDIT_MODELS: Final[Mapping[str, ModelRules]] = {r.name: r for r in (_GPT_IMAGE_1, _DALLE_2)}
+
+_MASK_MAX_BYTES = 4 * _MB
+_REFER_IMAGES_MAX = 16  # INFERRED: no documented cap; a generous bound catches mistakes
+
+
+def _one_of(param: str, value: object, allowed: frozenset[str], model: str) -> None:
+    if value not in allowed:
+        raise ValidationError(param, value, f"{model} accepts {', '.join(sorted(allowed))}")
+
+
+def _check_prompt(prompt: object, max_len: int | None, model: str) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValidationError("prompt", prompt, "a non-empty string is required")
+    if max_len is not None and len(prompt) > max_len:
+        raise ValidationError(
+            "prompt", prompt, f"{model} accepts at most {max_len} characters, got {len(prompt)}"
+        )
+
+
+def _check_n(n: object, max_n: int, model: str) -> None:
+    # bool is an int in Python; n=True is a mistake, not 1.
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise ValidationError("n", n, "an integer is required")
+    if max_n == 1 and n != 1:
+        raise ValidationError("n", n, f"{model} generates exactly one image per request (n=1)")
+    if not 1 <= n <= max_n:
+        raise ValidationError("n", n, f"{model} accepts 1 to {max_n}")
+
+
+def _check_gpt_image_params(p: Mapping[str, Any], rules: ModelRules, model: str) -> None:
+    if not rules.gpt_image_params:
+        given = [k for k in _GPT_IMAGE_ONLY if p.get(k) is not None]
+        if given:
+            name = given[0]
+            raise ValidationError(
+                name,
+                p[name],
+                f"only gpt-image-1 accepts {name}, not {model}"
+                + (
+                    " (no model given: the server's default is dall-e-2)"
+                    if not p.get("model")
+                    else ""
+                ),
+            )
+        return
+    background = p.get("background")
+    if background is not None:
+        _one_of("background", background, _BACKGROUNDS, model)
+    if (v := p.get("moderation")) is not None:
+        _one_of("moderation", v, _MODERATIONS, model)
+    fmt = p.get("output_format")
+    if fmt is not None:
+        _one_of("output_format", fmt, _OUTPUT_FORMATS, model)
+    effective_fmt = fmt or "png"
+    if background == "transparent" and effective_fmt not in {"png", "webp"}:
+        raise ValidationError(
+            "background", "transparent", f"needs output_format png or webp, not {effective_fmt}"
+        )
+    comp = p.get("output_compression")
+    if comp is not None:
+        if not isinstance(comp, int) or isinstance(comp, bool) or not 0 <= comp <= 100:  # noqa: PLR2004
+            raise ValidationError("output_compression", comp, "an integer from 0 to 100")
+        if effective_fmt not in {"webp", "jpeg"}:
+            raise ValidationError(
+                "output_compression",
+                comp,
+                f"applies only to output_format webp or jpeg, not {effective_fmt}",
+            )
+
+
+def _check_common(p: Mapping[str, Any], rules: ModelRules | None, model: str) -> None:
+    """Checks shared by generations and edits."""
+    _check_prompt(p.get("prompt"), rules.max_prompt if rules else None, model)
+    if (n := p.get("n")) is not None:
+        _check_n(n, rules.max_n if rules else 10_000, model)
+    if (user := p.get("user")) is not None and not isinstance(user, str):
+        raise ValidationError("user", user, "a string is required")
+    if rules is None:
+        return
+    if (size := p.get("size")) is not None:
+        _one_of("size", size, rules.sizes, model)
+    if (quality := p.get("quality")) is not None:
+        _one_of("quality", quality, rules.qualities, model)
+    rf = p.get("response_format")
+    if rf is not None:
+        if not rules.response_format:
+            raise ValidationError(
+                "response_format",
+                rf,
+                f"{model} always returns b64_json and rejects response_format",
+            )
+        _one_of("response_format", rf, _RESPONSE_FORMATS, model)
+    _check_gpt_image_params(p, rules, model)
+
+
+def _rules_for(
+    table: Mapping[str, ModelRules], model: object, route: str
+) -> tuple[ModelRules | None, str]:
+    if model is None:
+        return table[DEFAULT_MODEL], DEFAULT_MODEL
+    if not isinstance(model, str) or not model:
+        raise ValidationError("model", model, "a model name string is required")
+    rules = table.get(model)
+    if rules is None and model in GENERATE_MODELS:
+        # A known model on a route it cannot use (dall-e-3 edits).
+        raise ValidationError(
+            "model", model, f"{route} supports {', '.join(sorted(table))}, not {model}"
+        )
+    return rules, model
+
+
+def check_generate(p: Mapping[str, Any]) -> None:
+    """Check the parameters of ``POST /v1/images/generations`` (None means "not given").
+
+    Raises:
+        ValidationError: naming the first parameter that breaks a rule.
+    """
+    rules, model = _rules_for(GENERATE_MODELS, p.get("model"), "images.generate")
+    _check_common(p, rules, model)
+    style = p.get("style")
+    if style is not None and rules is not None:
+        if not rules.style:
+            raise ValidationError("style", style, f"only dall-e-3 accepts style, not {model}")
+        _one_of("style", style, _STYLES, model)
+
+
+def check_edit(p: Mapping[str, Any], images: Sequence[ImageInfo], mask: ImageInfo | None) -> None:
+    """Check ``POST /v1/images/edits``: the parameters, the images and the mask.
+
+    ``images`` and ``mask`` are what :func:`ttapi_async._images.sniff` found in the bytes.
+    """
+    rules, model = _rules_for(EDIT_MODELS, p.get("model"), "images.edit")
+    _check_common(p, rules, model)
+    if not images:
+        raise ValidationError("image", images, "at least one image is required")
+    if rules is not None:
+        if len(images) > rules.max_images:
+            raise ValidationError(
+                "image",
+                f"{len(images)} images",
+                f"{model} accepts at most {rules.max_images} image(s)",
+            )
+        for i, img in enumerate(images):
+            name = "image" if len(images) == 1 else f"image[{i}]"
+            if img.mime not in rules.image_types:
+                allowed = ", ".join(sorted(t.removeprefix("image/") for t in rules.image_types))
+                raise ValidationError(name, img.describe(), f"{model} accepts {allowed} images")
+            if img.size >= rules.max_image_bytes:
+                raise ValidationError(
+                    name,
+                    img.describe(),
+                    f"{model} accepts images under {rules.max_image_bytes // _MB} MB",
+                )
+            if rules.square_png and img.width != img.height:
+                raise ValidationError(
+                    name, img.describe(), f"{model} needs a square PNG (width == height)"
+                )
+            if rules.square_png and mask is None and not img.has_alpha:
+                raise ValidationError(
+                    name,
+                    img.describe(),
+                    f"{model} without a mask needs a PNG with transparency (its transparent "
+                    "areas are what gets edited)",
+                )
+    if mask is not None:
+        if mask.mime != "image/png":
+            raise ValidationError("mask", mask.describe(), "the mask must be a PNG")
+        if mask.size >= _MASK_MAX_BYTES:
+            raise ValidationError("mask", mask.describe(), "the mask must be under 4 MB")
+        first = images[0]
+        if (mask.width, mask.height) != (first.width, first.height):
+            raise ValidationError(
+                "mask",
+                mask.describe(),
+                f"the mask must have the first image's dimensions {first.width}x{first.height}",
+            )
+
+
+def check_dalle3(p: Mapping[str, Any]) -> None:
+    """Check the legacy ``POST /openai/v1/images/generations`` (DALL-E 3 only)."""
+    model = p.get("model")
+    if model is not None and model != "dall-e-3":
+        raise ValidationError("model", model, "the legacy DALL-E 3 route accepts only dall-e-3")
+    _check_prompt(p.get("prompt"), _DALLE_3.max_prompt, "dall-e-3")
+    size = p.get("size")
+    if size is None:
+        raise ValidationError(
+            "size", size, "required on this route: 1024x1024, 1024x1792 or 1792x1024"
+        )
+    _one_of("size", size, _DALLE3_SIZES, "dall-e-3")
+    if (n := p.get("n")) is not None:
+        _check_n(n, 1, "dall-e-3")
+    if (quality := p.get("quality")) is not None:
+        _one_of("quality", quality, frozenset({"standard", "hd"}), "dall-e-3")
+    if (style := p.get("style")) is not None:
+        _one_of("style", style, _STYLES, "dall-e-3")
+
+
+def _is_http_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8  # noqa: PLR2004
+
+
+def check_submit_4o(p: Mapping[str, Any]) -> None:
+    """Check ``POST /openai/4o-image/generations`` (wire names: prompt, referImages, hookUrl)."""
+    _check_prompt(p.get("prompt"), None, "4o-image")
+    refs = p.get("referImages")
+    if refs is not None:
+        if not isinstance(refs, list | tuple):
+            raise ValidationError("refer_images", refs, "a list of image URLs is required")
+        if len(refs) > _REFER_IMAGES_MAX:
+            raise ValidationError(
+                "refer_images", f"{len(refs)} URLs", f"at most {_REFER_IMAGES_MAX} images"
+            )
+        for i, url in enumerate(refs):
+            if not _is_http_url(url):
+                raise ValidationError(f"refer_images[{i}]", url, "an http(s) URL is required")
+    hook = p.get("hookUrl")
+    if hook is not None and not _is_http_url(hook):
+        # The value is not echoed: a hook URL may carry a secret token.
+        raise ValidationError("hook_url", "<hidden>", "an http(s) URL is required")
+
+
+def check_fetch(job_id: object) -> None:
+    """Check a job id before a fetch."""
+    if not isinstance(job_id, str) or not job_id.strip():
+        raise ValidationError("job_id", job_id, "a non-empty job id string is required")

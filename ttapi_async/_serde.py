@@ -1,0 +1,168 @@
+"""The one private cattrs converter, and the tolerant hooks the wire needs.
+
+Strictly private. TTAPI's wire is loose in known ways (``ttapi-wire.md`` section 11.6): ``quota``
+is a string, ``finishTime`` has no zone, ``message`` is null, ``""`` or ``"success"``, the job
+id key is ``jobId`` or ``job_id``, statuses may grow. The hooks below normalise all of that
+so the models stay strict. Unknown extra keys are ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._models import (
+    ImageData,
+    ImagesResponse,
+    InputTokensDetails,
+    JobSnapshot,
+    JobStatus,
+    ResponseInfo,
+    Usage,
+)
+
+
+__all__ = ["StructureError", "structure_images", "structure_snapshot"]
+
+#: What structuring raises on a body of the wrong shape; callers wrap it in ResponseFormatError.
+StructureError = (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError)
+
+_conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
+
+
+def _opt_str(value: Any, _: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, int | float):
+        return str(value)
+    msg = f"expected a string, got {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def _quota(value: Any, _: Any) -> float | None:
+    # TTAPI sends "2"; be tolerant of numbers, blanks and garbage (quota is informative only).
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _finish_time(value: Any, _: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    # INFERRED: TTAPI's "YYYY-MM-DD HH:MM:SS" carries no zone; UTC is the likeliest.
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _message(value: Any, _: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return None if text.strip().lower() in {"", "success"} else text
+
+
+def _status(value: Any, _: Any) -> JobStatus:
+    try:
+        return JobStatus(str(value).upper())
+    except ValueError:
+        return JobStatus.UNKNOWN
+
+
+def _str_tuple(value: Any, _: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+_conv.register_structure_hook(ResponseInfo, lambda v, _: v)
+_conv.register_structure_hook(JobStatus, _status)
+_conv.register_structure_hook_func(lambda t: t == str | None, _opt_str)
+_conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
+
+
+for _cls in (InputTokensDetails, Usage):
+    _conv.register_structure_hook(_cls, make_dict_structure_fn(_cls, _conv))
+_structure_usage = _conv.get_structure_hook(Usage)
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value  # type: ignore[no-any-return]
+    msg = f"expected a string, got {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def _structure_images_response(o: dict[str, Any], _: Any) -> ImagesResponse:
+    """Hand-written hook for :class:`ImagesResponse`, registered on the converter.
+
+    Every ``images.generate`` call parses one of these, and it is benchmarked against raw
+    aiohttp. cattrs' generated function builds an intermediate dict per class and
+    dispatches per field, which cost about twice this; the rules are the same (strings
+    stay strings, integers are ints, unknown keys are ignored).
+    """
+    usage = o.get("usage")
+    return ImagesResponse(
+        int(o["created"]),
+        tuple(
+            [
+                ImageData(
+                    _str_or_none(i.get("b64_json")),
+                    _str_or_none(i.get("url")),
+                    _str_or_none(i.get("revised_prompt")),
+                )
+                for i in o["data"]
+            ]
+        ),
+        None if type(usage) is not dict else _structure_usage(usage, Usage),
+        _str_or_none(o.get("background")),
+        _str_or_none(o.get("output_format")),
+        _str_or_none(o.get("quality")),
+        _str_or_none(o.get("size")),
+        o.get("http"),
+    )
+
+
+_conv.register_structure_hook(ImagesResponse, _structure_images_response)
+_conv.register_structure_hook(
+    JobSnapshot,
+    make_dict_structure_fn(
+        JobSnapshot,
+        _conv,
+        job_id=override(rename="jobId"),
+        raw_status=override(rename="status_raw"),
+        message=override(struct_hook=_message),
+        refer_images=override(rename="referImages"),
+        image_url=override(rename="imageUrl"),
+        quota=override(struct_hook=_quota),
+        finish_time=override(rename="finishTime", struct_hook=_finish_time),
+        hook_url=override(rename="hookUrl"),
+    ),
+)
+
+
+def structure_images(body: dict[str, Any], http: ResponseInfo | None) -> ImagesResponse:
+    """Build an :class:`ImagesResponse` from an OpenAI-shaped dict."""
+    body["http"] = http
+    return _conv.structure(body, ImagesResponse)
+
+
+def structure_snapshot(
+    job_id: str, status: str, message: Any, data: dict[str, Any], http: ResponseInfo | None
+) -> JobSnapshot:
+    """Build a :class:`JobSnapshot` from the envelope's top level and its ``data`` object."""
+    # The top-level fields win over anything of the same name inside data.
+    merged = {**data, "jobId": job_id, "status": status, "status_raw": status, "message": message}
+    merged["http"] = http
+    return _conv.structure(merged, JobSnapshot)

@@ -1,0 +1,266 @@
+"""The only module that talks to aiohttp: one session, one pool, and the error mapping.
+
+Strictly private. :class:`AiohttpTransport` sends a :class:`~ttapi_async._protocol.RequestSpec`
+and returns ``(status, headers, body)``; every aiohttp and asyncio error is turned into the
+SDK's tree here, in :func:`_map_errors`, and nowhere else.
+
+Whether a request reached the wire decides whether a billable call may be retried, and
+aiohttp cannot tell us: it raises the same errors before and after writing. So the
+connector marks a per-request :class:`SendState` once it hands out a connection (see
+:class:`_TrackingConnector`). An error before that point means the request was never
+written; after it, the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final, NamedTuple
+
+import aiohttp
+from yarl import URL
+
+from . import __about__
+from ._errors import (
+    APIConnectionError,
+    ConnectError,
+    ConnectionDroppedError,
+    RedirectError,
+    RequestTimeout,
+    ResponseFormatError,
+)
+from ._protocol import API_KEY_HEADER, Multipart, RequestSpec
+
+
+__all__ = ["AiohttpTransport", "RawResponse", "SendState"]
+
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS: Final = 5
+
+
+class RawResponse(NamedTuple):
+    """A complete HTTP reply: status, headers and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class SendState:
+    """Whether a request in flight got a connection (so may have been written)."""
+
+    __slots__ = ("connected",)
+
+    def __init__(self) -> None:
+        self.connected = False
+
+
+_STATE: contextvars.ContextVar[SendState | None] = contextvars.ContextVar(
+    "ttapi_async_send_state", default=None
+)
+
+
+class _TrackingConnector(aiohttp.TCPConnector):
+    """A TCPConnector that records, per request, that a connection was handed out.
+
+    ``connect`` runs in the task that called ``session.request``, so a context variable
+    carries the request's :class:`SendState` here without touching aiohttp's internals.
+    """
+
+    async def connect(self, *args: Any, **kwargs: Any) -> aiohttp.connector.Connection:
+        conn = await super().connect(*args, **kwargs)
+        state = _STATE.get()
+        if state is not None:
+            state.connected = True
+        return conn
+
+
+@contextmanager
+def _map_errors(state: SendState) -> Iterator[None]:
+    """Turn aiohttp and asyncio errors into the SDK's, noting whether the request went out."""
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        # ClientTimeout.connect covers waiting for a pooled connection and connecting.
+        raise ConnectError(f"no connection within the pool/connect timeout: {exc!r}") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ConnectError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
+    except aiohttp.ServerTimeoutError as exc:
+        raise RequestTimeout(f"read timed out: {exc!r}", request_sent=state.connected) from exc
+    except aiohttp.ClientResponseError as exc:
+        # aiohttp raises this for replies it cannot parse as HTTP.
+        raise ResponseFormatError(
+            f"malformed HTTP reply: {exc.message}", status=exc.status
+        ) from exc
+    except aiohttp.InvalidURL as exc:
+        raise ConnectError(f"invalid URL: {exc}") from exc
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        if not state.connected:
+            raise ConnectError(f"connection failed before sending: {exc!r}") from exc
+        raise ConnectionDroppedError(f"connection lost: {exc!r}") from exc
+    except TimeoutError as exc:
+        # aiohttp's own timeouts (sock_read, or a bare asyncio.TimeoutError from a total
+        # timeout) say nothing about the request; SendState does.
+        raise RequestTimeout(f"timed out: {exc!r}", request_sent=state.connected) from exc
+    except aiohttp.ClientError as exc:
+        raise APIConnectionError(
+            f"HTTP client error: {exc!r}", request_sent=state.connected
+        ) from exc
+
+
+class AiohttpTransport:
+    """Owns the aiohttp session and connection pool of one client.
+
+    The API key goes only on requests to ``base_url``: it is added per request, never as
+    a session default, and a redirect to another origin is refused rather than followed.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        max_connections: int = 100,
+        max_connections_per_host: int = 0,
+        connect_timeout: float | None = 10.0,
+        pool_timeout: float | None = 60.0,
+        trust_env: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._base = URL(base_url.rstrip("/"))
+        self._urls: dict[str, URL] = {}
+        common = {"User-Agent": f"ttapi-async/{__about__.VERSION}", "Accept": "application/json"}
+        common.update(headers or {})
+        common[API_KEY_HEADER] = api_key
+        self._form_headers: Final = common
+        self._json_headers: Final = {**common, "Content-Type": "application/json"}
+        self._connector = _TrackingConnector(
+            limit=max_connections, limit_per_host=max_connections_per_host
+        )
+        # No total timeout by default: each request gets the time left of its call.
+        self._limits = aiohttp.ClientTimeout(
+            total=None, connect=pool_timeout, sock_connect=connect_timeout
+        )
+        self._session = aiohttp.ClientSession(
+            connector=self._connector,
+            timeout=self._limits,
+            trust_env=trust_env,
+            auto_decompress=True,
+            raise_for_status=False,
+        )
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` ran."""
+        return self._session.closed
+
+    async def aclose(self) -> None:
+        """Close the session and every pooled connection."""
+        await self._session.close()
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            # Cache parsed URLs: yarl parsing is a measurable share of a small request.
+            url = self._urls[path] = self._base.with_path(self._base.path.rstrip("/") + path)
+        return url
+
+    def _data(self, spec: RequestSpec) -> Any:
+        body = spec.body
+        if not isinstance(body, Multipart):
+            return body
+        form = aiohttp.FormData(quote_fields=False)
+        for name, value in body.fields:
+            form.add_field(name, value)
+        for name, filename, data, mime in body.files:
+            form.add_field(name, data, filename=filename, content_type=mime)
+        return form
+
+    async def send(
+        self, spec: RequestSpec, state: SendState, timeout: float | None = None
+    ) -> RawResponse:
+        """Send one request and read the whole reply within ``timeout`` seconds (None: no limit).
+
+        Raises:
+            ConnectError: never written. ConnectionDroppedError, RequestTimeout,
+            APIConnectionError, ResponseFormatError: see :func:`_map_errors`.
+            RedirectError: the server redirected to another origin.
+        """
+        url = self._url(spec.path)
+        headers = self._json_headers if spec.json else self._form_headers
+        method = spec.method
+        limits = (
+            self._limits
+            if timeout is None
+            else aiohttp.ClientTimeout(
+                total=timeout, connect=self._limits.connect, sock_connect=self._limits.sock_connect
+            )
+        )
+        state.connected = False
+        token = _STATE.set(state)
+        try:
+            with _map_errors(state):
+                for _ in range(_MAX_REDIRECTS + 1):
+                    async with self._session.request(
+                        method,
+                        url,
+                        params=spec.params,
+                        data=self._data(spec),
+                        headers=headers,
+                        allow_redirects=False,
+                        timeout=limits,
+                    ) as resp:
+                        body = await resp.read()
+                        status = resp.status
+                        if status not in _REDIRECTS or "Location" not in resp.headers:
+                            return RawResponse(status, resp.headers, body)
+                        target = url.join(URL(resp.headers["Location"]))
+                    url = self._follow(target, status, resp.headers, method)
+                    if status == 303:  # noqa: PLR2004
+                        method = "GET"
+                raise RedirectError("too many redirects", status=status, headers=resp.headers)
+        finally:
+            _STATE.reset(token)
+
+    async def download(self, url: str, state: SendState, max_bytes: int) -> RawResponse:
+        """GET an image from anywhere (a CDN, a signed blob URL), without the API key.
+
+        Only the generic headers go out: image hosts are not TTAPI.
+        """
+        token = _STATE.set(state)
+        try:
+            with _map_errors(state):
+                async with self._session.get(
+                    url, headers={"User-Agent": self._form_headers["User-Agent"]}
+                ) as resp:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise ResponseFormatError(
+                                f"the image is larger than {max_bytes} bytes", status=resp.status
+                            )
+                        chunks.append(chunk)
+                    return RawResponse(resp.status, resp.headers, b"".join(chunks))
+        finally:
+            _STATE.reset(token)
+
+    def _follow(self, target: URL, status: int, headers: Mapping[str, str], method: str) -> URL:
+        """Allow a redirect only within the API's origin, where the key may go."""
+        if target.origin() != self._base.origin():
+            raise RedirectError(
+                f"the API redirected to another host ({target.host}); the SDK does not send "
+                "the API key there",
+                status=status,
+                headers=headers,
+            )
+        if method != "GET" and status in {301, 302}:
+            # Browsers turn these into GET, which would drop the body; refuse instead.
+            raise RedirectError(
+                f"refusing to follow a {status} redirect of a {method}",
+                status=status,
+                headers=headers,
+            )
+        return target

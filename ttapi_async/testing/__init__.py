@@ -1,0 +1,27 @@
+"""A local TTAPI for tests, benchmarks, examples and a demo without a key.
+
+:class:`Emulator` is a real aiohttp server on 127.0.0.1 that answers like
+``api.ttapi.io``: the OpenAI-compatible ``/v1/images/generations`` and ``/v1/images/edits``,
+the legacy DALL-E 3 route, and 4o-image jobs with ``hookUrl`` callbacks. It checks what
+it receives with the same rule table as the client, returns real PNG/JPEG/WebP bytes of
+the asked size, bills a balance, caps work in flight, and injects faults on demand::
+
+    from ttapi_async.testing import Emulator, Fault
+
+    async with Emulator(job_duration=0.1, seed=1) as emu:
+        emu.add_fault(Fault(route="/openai/4o-image/generations", status=502, count=1))
+        # point any client at emu.url with emu.api_key ...
+        assert emu.counters.billed["/openai/4o-image/generations"] <= 1
+
+Prompt markers: ``[moderation]`` makes ``/v1`` refuse the prompt (400 moderation), and
+``[fail]`` makes a 4o job end FAILED. Run it standalone with
+``python -m ttapi_async.testing --port 8080``. Needs Pillow:
+``pip install 'ttapi-async[testing]'``.
+"""
+
+from __future__ import annotations
+
+from ._emulator import CallbackFaults, Counters, EmulatedJob, Emulator, Fault
+
+
+__all__ = ["CallbackFaults", "Counters", "EmulatedJob", "Emulator", "Fault"]
