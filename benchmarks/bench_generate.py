@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import statistics
@@ -106,16 +107,22 @@ async def worker(mode: str, url: str, concurrency: int, seconds: float) -> dict[
         async with tt.Client(KEY, base_url=url, max_connections=concurrency) as client:
 
             async def call() -> None:
-                await client.images.generate(**BODY)
+                await client.images.generate(
+                    model=BODY["model"],
+                    prompt=BODY["prompt"],
+                    size=BODY["size"],
+                    quality=BODY["quality"],
+                )
 
             n, wall, cpu = await _drive(call, concurrency, seconds)
     elif mode == "openai":
         import openai  # noqa: PLC0415
 
-        try:  # openai 3.x ships its own httpx fork, httpx2
-            import httpx2 as httpx  # noqa: PLC0415
+        # openai 3.x ships its own httpx fork, httpx2; older releases use httpx.
+        try:
+            httpx: Any = importlib.import_module("httpx2")
         except ImportError:
-            import httpx  # type: ignore[no-redef]  # noqa: PLC0415
+            httpx = importlib.import_module("httpx")
 
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         async with openai.AsyncOpenAI(
@@ -123,10 +130,12 @@ async def worker(mode: str, url: str, concurrency: int, seconds: float) -> dict[
             base_url=url + "/v1",
             max_retries=0,
             http_client=openai.DefaultAsyncHttpxClient(limits=limits),
-        ) as client:
+        ) as oai:
 
             async def call() -> None:
-                await client.images.generate(**BODY)  # type: ignore[call-overload]
+                await oai.images.generate(
+                    model=BODY["model"], prompt=BODY["prompt"], size="1024x1024", quality="low"
+                )
 
             n, wall, cpu = await _drive(call, concurrency, seconds)
     else:
@@ -185,7 +194,7 @@ def measure(
         check=True,
     )
     after = server.cpu_times()
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     # The server's CPU over the whole worker run (warm-up included) over the same span.
     span = seconds + 1.0
     result["server_cpu_pct"] = (

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import ttapi_async as tt
+from ttapi_async.testing import Emulator
 
 
 OUT = Path(os.environ.get("QUICKSTART_OUT", "images"))
@@ -27,7 +28,7 @@ async def client() -> AsyncIterator[tt.Client]:
         async with tt.Client() as c:
             yield c
         return
-    async with tt.testing.Emulator(job_duration=0.5) as emu:
+    async with Emulator(job_duration=0.5) as emu:
         print(f"No TTAPI_API_KEY: using the emulator at {emu.url}")
         async with tt.Client(emu.api_key, base_url=emu.url) as c:
             yield c

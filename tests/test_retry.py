@@ -83,7 +83,7 @@ def test_unknown_outcomes_retried_only_when_free_or_opted_in(exc: tt.TTAPIError)
         status_error(402, "balance"),
         status_error(403, "blocked"),
         status_error(404, "missing"),
-        status_error(429, "quota", code="insufficient_quota", type="insufficient_quota"),
+        status_error(429, "quota", code="insufficient_quota", error_type="insufficient_quota"),
         status_error(400, "no", code="moderation_blocked"),
         tt.ValidationError("n", 0, "1 to 10"),
         ValueError("not ours"),

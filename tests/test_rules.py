@@ -230,14 +230,15 @@ def test_edit_rules_model_and_empty() -> None:
 def test_dalle3_legacy_rules() -> None:
     """The legacy route: dall-e-3 only, size required, n fixed at 1, quality standard/hd."""
     check_dalle3({"prompt": "x", "size": "1024x1792", "quality": "hd", "n": 1, "model": "dall-e-3"})
-    for params, param in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"prompt": "x"}, "size"),
         ({"prompt": "x", "size": "512x512"}, "size"),
         ({"prompt": "x", "size": "1024x1024", "n": 2}, "n"),
         ({"prompt": "x", "size": "1024x1024", "quality": "auto"}, "quality"),
         ({"prompt": "x", "size": "1024x1024", "model": "dall-e-2"}, "model"),
         ({"prompt": "x" * 4001, "size": "1024x1024"}, "prompt"),
-    ]:
+    ]
+    for params, param in cases:
         with pytest.raises(tt.ValidationError) as info:
             check_dalle3(params)
         assert info.value.param == param

@@ -279,7 +279,7 @@ def status_error(
     message: str,
     *,
     code: str | None = None,
-    type: str | None = None,  # noqa: A002
+    error_type: str | None = None,
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
     body: str = "",
@@ -289,13 +289,15 @@ def status_error(
     cls: type[APIStatusError]
     if code in {"moderation_blocked", "content_policy_violation"}:
         cls = ContentPolicyError
-    elif code == "insufficient_quota" or type == "insufficient_quota" or status == 402:  # noqa: PLR2004
+    elif code == "insufficient_quota" or error_type == "insufficient_quota" or status == 402:  # noqa: PLR2004
         cls = InsufficientBalanceError
     else:
         cls = _BY_STATUS.get(status) or (
             ServerError if status >= 500 else BadRequestError  # noqa: PLR2004
         )
-    err = cls(message, status=status, code=code, type=type, param=param, headers=headers, body=body)
+    err = cls(
+        message, status=status, code=code, type=error_type, param=param, headers=headers, body=body
+    )
     if isinstance(err, _RetryAfterMixin):
         err.retry_after = retry_after
     return err

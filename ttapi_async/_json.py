@@ -8,30 +8,37 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 
 __all__ = ["BACKEND", "dumps", "loads"]
 
-try:
-    if os.environ.get("TTAPI_ASYNC_JSON", "").lower() == "stdlib":
-        raise ImportError  # noqa: TRY301 - same path as "not installed"
-    import orjson
-except ImportError:
-    _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-    _decoder = json.JSONDecoder()
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_decoder = json.JSONDecoder()
 
-    def dumps(obj: Any) -> bytes:
-        """Encode compact JSON as UTF-8 bytes."""
-        return _encoder.encode(obj).encode()
 
-    def loads(data: bytes | str) -> Any:
-        """Decode JSON from UTF-8 bytes (JSON on the wire is UTF-8, RFC 8259)."""
-        # json.loads would sniff the encoding of bytes first; the wire is UTF-8 only.
-        return _decoder.decode(data.decode() if isinstance(data, bytes) else data)
+def _std_dumps(obj: Any) -> bytes:
+    """Encode compact JSON as UTF-8 bytes."""
+    return _encoder.encode(obj).encode()
 
-    BACKEND = "json"
-else:
-    dumps = orjson.dumps
-    loads = orjson.loads
-    BACKEND = "orjson"
+
+def _std_loads(data: bytes | str) -> Any:
+    """Decode JSON from UTF-8 bytes (JSON on the wire is UTF-8, RFC 8259)."""
+    # json.loads would sniff the encoding of bytes first; the wire is UTF-8 only.
+    return _decoder.decode(data.decode() if isinstance(data, bytes) else data)
+
+
+loads: Callable[[bytes | str], Any] = _std_loads
+dumps: Callable[[Any], bytes] = _std_dumps
+BACKEND = "json"
+
+if os.environ.get("TTAPI_ASYNC_JSON", "").lower() != "stdlib":
+    try:
+        import orjson
+    except ImportError:
+        pass
+    else:
+        loads = orjson.loads
+        dumps = orjson.dumps
+        BACKEND = "orjson"

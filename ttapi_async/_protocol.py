@@ -300,7 +300,7 @@ def parse_error(
         status,
         message,
         code=code,
-        type=type_,
+        error_type=type_,
         param=param,
         headers=headers,
         body=snippet,
@@ -317,7 +317,7 @@ def _failed_envelope(
 ) -> APIStatusError:
     # A 2xx carrying {"status": "FAILED"} is a refused request; build the same errors
     # as for an HTTP error, keyed by the status the server used.
-    return parse_error(status if status >= 400 else 400, headers, body, operation=operation)  # noqa: PLR2004
+    return parse_error(max(status, 400), headers, body, operation=operation)
 
 
 def parse_images(
@@ -394,9 +394,7 @@ def _snapshot_from(
     raw_status = obj.get("status")
     if not isinstance(data, dict) or not isinstance(raw_status, str):
         return None
-    jid = (
-        obj.get("jobId") or obj.get("job_id") or data.get("jobId") or data.get("job_id") or job_id
-    )
+    jid = obj.get("jobId") or obj.get("job_id") or data.get("jobId") or data.get("job_id") or job_id
     if not isinstance(jid, str) or not jid:
         raise ResponseFormatError("the job reply has no job id", status=status, body=excerpt(body))
     try:

@@ -65,7 +65,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random = _RNG) -> float:
         """The jittered exponential delay before retry number ``retry`` (1-based)."""
-        base = min(self.max_delay, self.initial_delay * 2 ** (retry - 1))
+        base = min(self.max_delay, self.initial_delay * 2.0 ** (retry - 1))
         return base * (1 - self.jitter * rng.random())
 
     def delay(

@@ -35,7 +35,7 @@ _conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
 
 def _opt_str(value: Any, _: Any) -> str | None:
     if value is None or type(value) is str:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, int | float):
         return str(value)
     msg = f"expected a string, got {type(value).__name__}"
@@ -99,7 +99,7 @@ _structure_usage = _conv.get_structure_hook(Usage)
 
 def _str_or_none(value: Any) -> str | None:
     if value is None or type(value) is str:
-        return value  # type: ignore[no-any-return]
+        return value
     msg = f"expected a string, got {type(value).__name__}"
     raise TypeError(msg)
 
