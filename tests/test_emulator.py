@@ -82,7 +82,7 @@ async def submit(http: aiohttp.ClientSession, emu: Emulator, **body: Any) -> str
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
         # Polling: the counters and lists under test have no event to wait on.
-        while not predicate():  # noqa: ASYNC110
+        while not predicate():
             await anyio.sleep(0.01)
 
 
