@@ -155,7 +155,8 @@ _conv.register_structure_hook(
 def structure_images(body: dict[str, Any], http: ResponseInfo | None) -> ImagesResponse:
     """Build an :class:`ImagesResponse` from an OpenAI-shaped dict."""
     body["http"] = http
-    return _conv.structure(body, ImagesResponse)
+    # The hook is registered on the converter; calling it directly skips a dispatch lookup.
+    return _structure_images_response(body, ImagesResponse)
 
 
 def structure_snapshot(

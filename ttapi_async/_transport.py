@@ -2,7 +2,7 @@
 
 Strictly private. :class:`AiohttpTransport` sends a :class:`~ttapi_async._protocol.RequestSpec`
 and returns ``(status, headers, body)``; every aiohttp and asyncio error is turned into the
-SDK's tree here, in :func:`_map_errors`, and nowhere else.
+SDK's tree here, in :func:`_map_error`, and nowhere else.
 
 Whether a request reached the wire decides whether a billable call may be retried, and
 aiohttp cannot tell us: it raises the same errors before and after writing. So the
@@ -14,8 +14,7 @@ written; after it, the outcome is unknown.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 import aiohttp
@@ -76,37 +75,36 @@ class _TrackingConnector(aiohttp.TCPConnector):
         return conn
 
 
-@contextmanager
-def _map_errors(state: SendState) -> Iterator[None]:
-    """Turn aiohttp and asyncio errors into the SDK's, noting whether the request went out."""
-    try:
-        yield
-    except aiohttp.ConnectionTimeoutError as exc:
+def _map_error(exc: BaseException, state: SendState) -> BaseException:
+    """Turn an aiohttp or asyncio error into the SDK's, noting whether the request went out.
+
+    A plain function called from ``except`` clauses (not a context manager): it sits on the
+    path of every request, and a generator-based context manager costs a microsecond there.
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         # ClientTimeout.connect covers waiting for a pooled connection and connecting.
-        raise ConnectError(f"no connection within the pool/connect timeout: {exc!r}") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ConnectError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}") from exc
-    except aiohttp.ServerTimeoutError as exc:
-        raise RequestTimeout(f"read timed out: {exc!r}", request_sent=state.connected) from exc
-    except aiohttp.ClientResponseError as exc:
+        return ConnectError(f"no connection within the pool/connect timeout: {exc!r}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return RequestTimeout(f"read timed out: {exc!r}", request_sent=state.connected)
+    if isinstance(exc, aiohttp.ClientResponseError):
         # aiohttp raises this for replies it cannot parse as HTTP.
-        raise ResponseFormatError(
-            f"malformed HTTP reply: {exc.message}", status=exc.status
-        ) from exc
-    except aiohttp.InvalidURL as exc:
-        raise ConnectError(f"invalid URL: {exc}") from exc
-    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        return ResponseFormatError(f"malformed HTTP reply: {exc.message}", status=exc.status)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return ConnectError(f"invalid URL: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
         if not state.connected:
-            raise ConnectError(f"connection failed before sending: {exc!r}") from exc
-        raise ConnectionDroppedError(f"connection lost: {exc!r}") from exc
-    except TimeoutError as exc:
-        # aiohttp's own timeouts (sock_read, or a bare asyncio.TimeoutError from a total
-        # timeout) say nothing about the request; SendState does.
-        raise RequestTimeout(f"timed out: {exc!r}", request_sent=state.connected) from exc
-    except aiohttp.ClientError as exc:
-        raise APIConnectionError(
-            f"HTTP client error: {exc!r}", request_sent=state.connected
-        ) from exc
+            return ConnectError(f"connection failed before sending: {exc!r}")
+        return ConnectionDroppedError(f"connection lost: {exc!r}")
+    if isinstance(exc, TimeoutError):
+        # aiohttp's total timeout raises a bare asyncio.TimeoutError whether or not the
+        # request was written; SendState says which.
+        return RequestTimeout("the call's timeout ran out", request_sent=state.connected)
+    return APIConnectionError(f"HTTP client error: {exc!r}", request_sent=state.connected)
+
+
+_MAPPED = (aiohttp.ClientError, TimeoutError)
 
 
 class AiohttpTransport:
@@ -184,7 +182,7 @@ class AiohttpTransport:
 
         Raises:
             ConnectError: never written. ConnectionDroppedError, RequestTimeout,
-            APIConnectionError, ResponseFormatError: see :func:`_map_errors`.
+            APIConnectionError, ResponseFormatError: see :func:`_map_error`.
             RedirectError: the server redirected to another origin.
         """
         url = self._url(spec.path)
@@ -200,26 +198,27 @@ class AiohttpTransport:
         state.connected = False
         token = _STATE.set(state)
         try:
-            with _map_errors(state):
-                for _ in range(_MAX_REDIRECTS + 1):
-                    async with self._session.request(
-                        method,
-                        url,
-                        params=spec.params,
-                        data=self._data(spec),
-                        headers=headers,
-                        allow_redirects=False,
-                        timeout=limits,
-                    ) as resp:
-                        body = await resp.read()
-                        status = resp.status
-                        if status not in _REDIRECTS or "Location" not in resp.headers:
-                            return RawResponse(status, resp.headers, body)
-                        target = url.join(URL(resp.headers["Location"]))
-                    url = self._follow(target, status, resp.headers, method)
-                    if status == 303:  # noqa: PLR2004
-                        method = "GET"
-                raise RedirectError("too many redirects", status=status, headers=resp.headers)
+            for _ in range(_MAX_REDIRECTS + 1):
+                async with self._session.request(
+                    method,
+                    url,
+                    params=spec.params,
+                    data=self._data(spec),
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=limits,
+                ) as resp:
+                    body = await resp.read()
+                    status = resp.status
+                    if status not in _REDIRECTS or "Location" not in resp.headers:
+                        return RawResponse(status, resp.headers, body)
+                    target = url.join(URL(resp.headers["Location"]))
+                url = self._follow(target, status, resp.headers, method)
+                if status == 303:  # noqa: PLR2004
+                    method = "GET"
+            raise RedirectError("too many redirects", status=status, headers=resp.headers)
+        except _MAPPED as exc:
+            raise _map_error(exc, state) from exc
         finally:
             _STATE.reset(token)
 
@@ -230,20 +229,21 @@ class AiohttpTransport:
         """
         token = _STATE.set(state)
         try:
-            with _map_errors(state):
-                async with self._session.get(
-                    url, headers={"User-Agent": self._form_headers["User-Agent"]}
-                ) as resp:
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in resp.content.iter_chunked(1 << 16):
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise ResponseFormatError(
-                                f"the image is larger than {max_bytes} bytes", status=resp.status
-                            )
-                        chunks.append(chunk)
-                    return RawResponse(resp.status, resp.headers, b"".join(chunks))
+            async with self._session.get(
+                url, headers={"User-Agent": self._form_headers["User-Agent"]}
+            ) as resp:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ResponseFormatError(
+                            f"the image is larger than {max_bytes} bytes", status=resp.status
+                        )
+                    chunks.append(chunk)
+                return RawResponse(resp.status, resp.headers, b"".join(chunks))
+        except _MAPPED as exc:
+            raise _map_error(exc, state) from exc
         finally:
             _STATE.reset(token)
 
