@@ -72,12 +72,25 @@ def _run(main: Callable[[], Awaitable[T]]) -> T:
         sys.exit(EXIT_INTERRUPTED)
 
 
-async def _save_and_report(client: Client, result: ImagesResponse, out: Path, prompt: str) -> None:
-    paths = await client.save(result, out, stem=safe_stem(prompt))
-    for path in paths:
-        click.echo(str(path))
-    if result.usage is not None:
-        click.echo(f"usage: {result.usage.total_tokens} tokens", err=True)
+def _produce(
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float,
+    out: Path,
+    prompt: str,
+    call: Callable[[Client], Awaitable[ImagesResponse]],
+) -> None:
+    """Run one generating call (on TTAPI or the emulator), save its images, print paths."""
+
+    async def run() -> None:
+        async with _client(api_key, base_url, timeout) as client:
+            result = await call(client)
+            for path in await client.save(result, out, stem=safe_stem(prompt)):
+                click.echo(str(path))
+            if result.usage is not None:
+                click.echo(f"usage: {result.usage.total_tokens} tokens", err=True)
+
+    _run(run)
 
 
 _common = [
@@ -143,13 +156,14 @@ def generate(
     prompt: str, api_key: str | None, base_url: str | None, timeout: float, out: Path, **params: Any
 ) -> None:
     """Generate images from PROMPT (POST /v1/images/generations) and save them to --out."""
-
-    async def run() -> None:
-        async with _client(api_key, base_url, timeout) as client:
-            result = await client.images.generate(prompt=prompt, **params)
-            await _save_and_report(client, result, out, prompt)
-
-    _run(run)
+    _produce(
+        api_key,
+        base_url,
+        timeout,
+        out,
+        prompt,
+        lambda client: client.images.generate(prompt=prompt, **params),
+    )
 
 
 @main.command()
@@ -174,15 +188,14 @@ def edit(
     **params: Any,
 ) -> None:
     """Edit IMAGES with --prompt (POST /v1/images/edits) and save the results to --out."""
-
-    async def run() -> None:
-        async with _client(api_key, base_url, timeout) as client:
-            result = await client.images.edit(
-                image=list(images), prompt=prompt, mask=mask, **params
-            )
-            await _save_and_report(client, result, out, prompt)
-
-    _run(run)
+    _produce(
+        api_key,
+        base_url,
+        timeout,
+        out,
+        prompt,
+        lambda client: client.images.edit(image=list(images), prompt=prompt, mask=mask, **params),
+    )
 
 
 @main.command()
@@ -205,13 +218,14 @@ def dalle3(
     out: Path,
 ) -> None:
     """Generate one DALL-E 3 image on the legacy route and save it to --out."""
-
-    async def run() -> None:
-        async with _client(api_key, base_url, timeout) as client:
-            result = await client.dalle3.generate(prompt=prompt, size=size, quality=quality)
-            await _save_and_report(client, result, out, prompt)
-
-    _run(run)
+    _produce(
+        api_key,
+        base_url,
+        timeout,
+        out,
+        prompt,
+        lambda client: client.dalle3.generate(prompt=prompt, size=size, quality=quality),
+    )
 
 
 @main.command()

@@ -40,6 +40,13 @@ from aiohttp import web
 from ttapi_async import _json
 from ttapi_async._errors import ValidationError
 from ttapi_async._images import sniff
+from ttapi_async._protocol import (
+    PATH_4O_FETCH,
+    PATH_4O_SUBMIT,
+    PATH_DALLE3,
+    PATH_EDIT,
+    PATH_GENERATE,
+)
 from ttapi_async._rules import (
     DEFAULT_MODEL,
     GENERATE_MODELS,
@@ -65,11 +72,6 @@ __all__ = ["CallbackFaults", "Counters", "EmulatedJob", "Emulator", "Fault"]
 FaultKind = Literal["status", "drop", "malformed", "latency"]
 JobStatus = Literal["ON_QUEUE", "SUCCESS", "FAILED"]
 
-PATH_GENERATE: Final = "/v1/images/generations"
-PATH_EDIT: Final = "/v1/images/edits"
-PATH_DALLE3: Final = "/openai/v1/images/generations"
-PATH_4O_SUBMIT: Final = "/openai/4o-image/generations"
-PATH_4O_FETCH: Final = "/openai/4o-image/fetch"
 _FILES_PREFIX: Final = "/files/"
 
 #: Prompt markers that make the emulator refuse (moderation) or fail (4o job) on purpose.
