@@ -28,7 +28,10 @@ from ._errors import (
     ContentPolicyError,
     GatewayTimeoutError,
     InsufficientBalanceError,
+    JobError,
+    JobFailedError,
     JobNotFoundError,
+    JobTimeoutError,
     NotFoundError,
     OutcomeUnknownError,
     PermissionDeniedError,
@@ -45,15 +48,21 @@ from ._models import (
     ImageData,
     ImagesResponse,
     InputTokensDetails,
+    JobEvent,
+    JobEventKind,
+    JobResult,
     JobSnapshot,
     JobStatus,
     ResponseInfo,
     Usage,
 )
+from ._polling import PollPolicy
 from ._protocol import parse_callback
 from ._resources import Dalle3, GPT4o, Images, Job
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, ImageInput, NotGiven
+from ._waiter import JobWaiter, WaiterStats
+from ._webhook import WebhookReceiver
 
 
 __all__ = [
@@ -79,13 +88,21 @@ __all__ = [
     "InputTokensDetails",
     "InsufficientBalanceError",
     "Job",
+    "JobError",
+    "JobEvent",
+    "JobEventKind",
+    "JobFailedError",
     "JobNotFoundError",
+    "JobResult",
     "JobSnapshot",
     "JobStatus",
+    "JobTimeoutError",
+    "JobWaiter",
     "NotFoundError",
     "NotGiven",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "PollPolicy",
     "QueueFullError",
     "RateLimitError",
     "RedirectError",
@@ -97,6 +114,8 @@ __all__ = [
     "TTAPIError",
     "Usage",
     "ValidationError",
+    "WaiterStats",
+    "WebhookReceiver",
     "__version__",
     "parse_callback",
 ]

@@ -32,14 +32,19 @@ from ._errors import (
 from ._files import safe_stem, write_atomic
 from ._images import EXTENSIONS, sniff_mime
 from ._models import ImageData, ImagesResponse, JobSnapshot, ResponseInfo
+from ._polling import PollPolicy
 from ._protocol import RequestSpec, parse_error
 from ._retry import RetryPolicy, is_outcome_unknown
 from ._transport import AiohttpTransport, RawResponse, SendState
 from ._types import NOT_GIVEN, Timeout
+from ._waiter import JobWaiter
 
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from ._resources import Dalle3, GPT4o, Images
+    from ._webhook import WebhookReceiver
 
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "Client"]
@@ -108,6 +113,11 @@ class Client:
         retry: RetryPolicy | None = None,
         trust_env: bool = False,
         headers: dict[str, str] | None = None,
+        poll_policy: PollPolicy | None = None,
+        max_concurrent_polls: int = 32,
+        polls_per_second: float | None = None,
+        webhook: WebhookReceiver | None = None,
+        confirm_callbacks: bool = True,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("TTAPI_API_KEY")
         if not key:
@@ -139,6 +149,19 @@ class Client:
         }
         self._transport: AiohttpTransport | None = None
         self._state = _State.UNOPENED
+        self._tg: TaskGroup | None = None
+        #: The job waiter (see :class:`JobWaiter`); it runs while the client is open.
+        self.waiter: Final = JobWaiter(
+            self,
+            poll_policy,
+            max_concurrent_polls=max_concurrent_polls,
+            polls_per_second=polls_per_second,
+            confirm_callbacks=confirm_callbacks,
+        )
+        #: The webhook receiver jobs report to, if any.
+        self.webhook: Final = webhook
+        if webhook is not None:
+            webhook._attach(self.waiter)  # noqa: SLF001
 
     def __repr__(self) -> str:
         return f"<ttapi_async.Client base_url={self.base_url!r} state={self._state.value}>"
@@ -149,6 +172,17 @@ class Client:
         if self._state is _State.CLOSED:
             raise ClientClosedError("cannot reopen a client once it has been closed")
         self._open()
+        # The waiter's scheduler lives in a task group owned by this context: entered
+        # here, cancelled and left in __aexit__ (anyio requires the same task for both).
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self.waiter._run)  # noqa: SLF001
+        except BaseException:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+            raise
+        self._tg = tg
         return self
 
     async def __aexit__(
@@ -157,7 +191,17 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        tg, self._tg = self._tg, None
+        self.waiter._close()  # noqa: SLF001 - waits in progress end with ClientClosedError
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
         await self.aclose()
+
+    @property
+    def waiting_enabled(self) -> bool:
+        """True while the waiter's scheduler runs (inside ``async with client``)."""
+        return self._tg is not None
 
     def _open(self) -> AiohttpTransport:
         # Synchronous on purpose: two first calls racing cannot open two sessions.
@@ -171,8 +215,12 @@ class Client:
         return self._transport
 
     async def aclose(self) -> None:
-        """Close the connection pool. Further calls raise :class:`ClientClosedError`."""
+        """Close the connection pool. Further calls raise :class:`ClientClosedError`.
+
+        Inside ``async with`` the exit does this, after stopping the waiter.
+        """
         self._state = _State.CLOSED
+        self.waiter._close()  # noqa: SLF001
         transport, self._transport = self._transport, None
         if transport is not None:
             await transport.aclose()
@@ -214,7 +262,13 @@ class Client:
             return None
         return asyncio.get_running_loop().time() + seconds
 
-    async def _call(self, spec: RequestSpec, parse: Parser[T], deadline: float | None) -> T:
+    async def _call(
+        self,
+        spec: RequestSpec,
+        parse: Parser[T],
+        deadline: float | None,
+        retry: RetryPolicy | None = None,
+    ) -> T:
         """Send ``spec`` under the retry policy and the deadline, and parse the reply.
 
         The first attempt is inlined and carries no retry bookkeeping: the common case
@@ -241,11 +295,12 @@ class Client:
                 return parse(raw, ResponseInfo(raw.status, raw.headers, loop.time() - start, 1))
             raise parse_error(raw.status, raw.headers, raw.body, operation=spec.operation)
         except TTAPIError as exc:
+            policy = retry or self.retry
             remaining = None if deadline is None else deadline - loop.time()
-            if self.retry.delay(exc, 1, billable=spec.billable, remaining=remaining) is None:
+            if policy.delay(exc, 1, billable=spec.billable, remaining=remaining) is None:
                 self._raise_unknown(spec, exc, 1)
                 raise
-            return await self._retry_loop(spec, parse, deadline, start, state, exc)
+            return await self._retry_loop(spec, parse, deadline, start, state, exc, policy)
 
     async def _retry_loop(
         self,
@@ -255,6 +310,7 @@ class Client:
         start: float,
         state: SendState,
         first: TTAPIError,
+        policy: RetryPolicy,
     ) -> T:
         """Retry ``spec`` with stamina after ``first`` failed and the policy allows more."""
         loop = asyncio.get_running_loop()
@@ -263,7 +319,7 @@ class Client:
 
         def retry_delay(exc: Exception) -> float | bool:
             remaining = None if deadline is None else deadline - loop.time()
-            wait = self.retry.delay(exc, attempts, billable=spec.billable, remaining=remaining)
+            wait = policy.delay(exc, attempts, billable=spec.billable, remaining=remaining)
             if wait is None:
                 return False
             log.info(
@@ -275,7 +331,7 @@ class Client:
             # The first failure is replayed inside stamina's loop, so stamina counts it
             # and sleeps the backoff our policy chose.
             async for retrying in stamina.retry_context(
-                on=retry_delay, attempts=self.retry.max_retries + 1, timeout=None
+                on=retry_delay, attempts=policy.max_retries + 1, timeout=None
             ):
                 with retrying:
                     if pending is not None:

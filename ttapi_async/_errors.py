@@ -23,7 +23,10 @@
     │   └── ServerError                      5xx
     │       └── GatewayTimeoutError          504
     ├── ResponseFormatError                  a body that is not what the route promises
-    └── OutcomeUnknownError                  a billable request was sent, no definite answer
+    ├── OutcomeUnknownError                  a billable request was sent, no definite answer
+    └── JobError                             about one 4o-image job (``job_id``)
+        ├── JobFailedError                   the job ended FAILED (``reason``, ``snapshot``)
+        └── JobTimeoutError (TimeoutError)   a wait reached its deadline; the job goes on
 
 :class:`OutcomeUnknownError` is what a billable call (``images.generate``, ``images.edit``,
 ``dalle3.generate``, ``gpt4o.submit``) raises when the request reached the wire and then
@@ -52,7 +55,10 @@ __all__ = [
     "ContentPolicyError",
     "GatewayTimeoutError",
     "InsufficientBalanceError",
+    "JobError",
+    "JobFailedError",
     "JobNotFoundError",
+    "JobTimeoutError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -318,3 +324,39 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 def describe(value: Any) -> str:
     """Say what a value is without printing it in full (used in format errors)."""
     return type(value).__name__
+
+
+class JobError(TTAPIError):
+    """An error about one 4o-image job; ``job_id`` names it."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id}: {message}")
+
+
+class JobFailedError(JobError):
+    """The job ended FAILED on TTAPI's side (never raised for a failed *poll*).
+
+    ``reason`` is TTAPI's message; ``snapshot`` the :class:`JobSnapshot` that said so.
+    """
+
+    def __init__(self, job_id: str, reason: str | None, snapshot: Any = None) -> None:
+        self.reason = reason
+        self.snapshot = snapshot
+        super().__init__(job_id, f"failed: {reason or 'no reason given'}")
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """A wait reached its deadline before the job ended.
+
+    The job is not lost: wait on ``job_id`` again later. ``last_error`` is the last poll
+    error seen, if polls were failing (a wrong key, TTAPI down, ...).
+    """
+
+    def __init__(
+        self, job_id: str, timeout: float | None, last_error: BaseException | None = None
+    ) -> None:
+        self.timeout = timeout
+        self.last_error = last_error
+        detail = f"; last poll error: {last_error}" if last_error is not None else ""
+        super().__init__(job_id, f"not finished within {timeout} s (it may still finish){detail}")

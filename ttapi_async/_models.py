@@ -18,6 +18,9 @@ __all__ = [
     "ImageData",
     "ImagesResponse",
     "InputTokensDetails",
+    "JobEvent",
+    "JobEventKind",
+    "JobResult",
     "JobSnapshot",
     "JobStatus",
     "ResponseInfo",
@@ -165,3 +168,75 @@ class JobSnapshot:
     def failed(self) -> bool:
         """True when the job ended without an image (``message`` says why)."""
         return self.status is JobStatus.FAILED
+
+
+@attrs.frozen
+class JobResult:
+    """A 4o-image job that succeeded, as a wait returns it.
+
+    Attributes:
+        job_id: the job's id.
+        image_url: the result's URL (it expires: save it with ``client.save``).
+        prompt: the prompt TTAPI echoes.
+        refer_images: the reference image URLs TTAPI echoes.
+        quota: the quota charged.
+        finish_time: when TTAPI says the job ended (aware UTC).
+        elapsed: seconds from the start of tracking (the submit) to the result being known.
+        source: ``"poll"`` or ``"webhook"``: what delivered the result.
+    """
+
+    job_id: str
+    image_url: str
+    prompt: str | None = None
+    refer_images: tuple[str, ...] = ()
+    quota: float | None = None
+    finish_time: dt.datetime | None = None
+    elapsed: float = 0.0
+    source: str = "poll"
+
+    @classmethod
+    def from_snapshot(cls, snap: JobSnapshot, *, elapsed: float, source: str) -> JobResult:
+        """Build the result of a SUCCESS snapshot."""
+        return cls(
+            job_id=snap.job_id,
+            image_url=snap.image_url or "",
+            prompt=snap.prompt,
+            refer_images=snap.refer_images,
+            quota=snap.quota,
+            finish_time=snap.finish_time,
+            elapsed=elapsed,
+            source=source,
+        )
+
+    def as_snapshot(self) -> JobSnapshot:
+        """The result as a SUCCESS :class:`JobSnapshot` (``client.save`` takes either)."""
+        return JobSnapshot(
+            job_id=self.job_id,
+            status=JobStatus.SUCCESS,
+            raw_status="SUCCESS",
+            prompt=self.prompt,
+            refer_images=self.refer_images,
+            image_url=self.image_url,
+            quota=self.quota,
+            finish_time=self.finish_time,
+        )
+
+
+class JobEventKind(enum.StrEnum):
+    """What happened to a tracked job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+
+
+@attrs.frozen
+class JobEvent:
+    """One status event of a tracked job (``at`` is a Unix timestamp)."""
+
+    job_id: str
+    kind: JobEventKind
+    at: float
+    detail: str | None = None

@@ -17,7 +17,7 @@ import anyio
 
 from ._errors import RequestTimeout, ValidationError
 from ._images import sniff
-from ._models import ImagesResponse, JobSnapshot, ResponseInfo
+from ._models import ImagesResponse, JobResult, JobSnapshot, ResponseInfo
 from ._protocol import (
     EditImage,
     build_dalle3,
@@ -162,6 +162,10 @@ class Images(_Resource):
         return await client._call(spec, _images_parser, deadline)  # noqa: SLF001
 
 
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+
+
 def _as_list(image: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     if isinstance(image, list | tuple):
         return list(image)
@@ -242,11 +246,19 @@ class Job:
     known id with ``client.gpt4o.job(job_id)``.
     """
 
-    __slots__ = ("_gpt4o", "http", "job_id")
+    __slots__ = ("_gpt4o", "http", "job_id", "submitted_at")
 
-    def __init__(self, job_id: str, gpt4o: GPT4o, http: ResponseInfo | None = None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        gpt4o: GPT4o,
+        http: ResponseInfo | None = None,
+        submitted_at: float | None = None,
+    ) -> None:
         self.job_id = job_id
         self.http = http
+        #: Event-loop time of the submit (None for a handle made from a known id).
+        self.submitted_at = submitted_at
         self._gpt4o = gpt4o
 
     def __repr__(self) -> str:
@@ -261,6 +273,15 @@ class Job:
     async def fetch(self, *, timeout: Timeout = NOT_GIVEN) -> JobSnapshot:
         """Read the job's current state (one fetch request)."""
         return await self._gpt4o.fetch(self.job_id, timeout=timeout)
+
+    async def wait(self, *, timeout: Timeout = NOT_GIVEN) -> JobResult:
+        """Wait for the job's end through the client's :class:`JobWaiter`.
+
+        Raises:
+            JobFailedError: TTAPI reported the job FAILED.
+            JobTimeoutError: ``timeout`` passed first (the job goes on; wait again later).
+        """
+        return await self._gpt4o._client.waiter.wait(self, timeout=timeout)  # noqa: SLF001
 
 
 class GPT4o(_Resource):
@@ -286,12 +307,57 @@ class GPT4o(_Resource):
         job's final state there. The submit is billable: it is retried only when it
         provably never reached the server (see :class:`OutcomeUnknownError`).
         """
+        client = self._client
+        receiver = client.webhook if hook_url is None else None
+        token = None
+        if receiver is not None:
+            # The token is registered before the POST: a callback may beat the reply.
+            token, hook_url = receiver.register()
         spec = build_submit_4o(prompt, refer_images, hook_url, extra_body)
+        started = asyncio.get_running_loop().time()
 
         def parse(raw: RawResponse, info: ResponseInfo) -> Job:
-            return Job(parse_submit(raw.status, raw.headers, raw.body), self, info)
+            job_id = parse_submit(raw.status, raw.headers, raw.body)
+            return Job(job_id, self, info, submitted_at=started)
 
-        return await self._client._call(spec, parse, self._client.deadline(timeout))  # noqa: SLF001
+        try:
+            job = await client._call(spec, parse, client.deadline(timeout))  # noqa: SLF001
+        except BaseException:
+            if receiver is not None and token is not None:
+                receiver.release(token)
+            raise
+        if receiver is not None and token is not None:
+            if client.waiting_enabled:
+                client.waiter.track(job.job_id, hooked=True, started=started)
+            receiver.bind(token, job.job_id)
+        return job
+
+    async def generate(
+        self,
+        *,
+        prompt: str,
+        refer_images: Sequence[str] | str | None = None,
+        hook_url: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> JobResult:
+        """Submit a job and wait for its result: ``submit`` then ``job.wait``.
+
+        ``timeout`` bounds the whole call, submit and wait together.
+
+        Raises:
+            JobFailedError: TTAPI reported the job FAILED.
+            JobTimeoutError: the job did not end in time; ``job_id`` is on the error.
+        """
+        deadline = self._client.deadline(timeout)
+        job = await self.submit(
+            prompt=prompt,
+            refer_images=refer_images,
+            hook_url=hook_url,
+            extra_body=extra_body,
+            timeout=_remaining(deadline),
+        )
+        return await job.wait(timeout=_remaining(deadline))
 
     async def fetch(self, job_id: str, *, timeout: Timeout = NOT_GIVEN) -> JobSnapshot:
         """Read a job's state. Free and idempotent, so retried on any passing error.

@@ -1,0 +1,147 @@
+"""When to poll a pending job next: a pure schedule over ages, gaps and learned durations.
+
+Strictly private. A 4o-image fetch carries no progress, so a poll only says "done" or "not
+yet". What makes a schedule good is *where* the polls fall:
+
+* No job finishes before the shortest duration seen so far, so polls before it are wasted.
+  Once the waiter has learned how long jobs take, a job's first poll comes one
+  ``dense_interval`` after the early edge of that distribution (its ``early_quantile``), not
+  before.
+* Where jobs do finish, polls come every ``dense_interval`` (the detection delay is half
+  that on average), with jitter so thousands of jobs do not poll in lock step.
+* A job older than almost every job seen (``late_quantile``) is unusual: its polls back off
+  geometrically from ``dense_interval`` up to ``max_interval``.
+* Before anything is learned, polls back off from ``initial_delay`` by ``growth``.
+
+The saving against fixed-interval polling is the dead time before the early edge: for
+jobs of 20-90 s, fixed 1 s polling sends about 55 fetches per job, this about 36, with the
+same mean and p95 detection delay.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections import deque
+from typing import Final
+
+import attrs
+
+
+__all__ = ["DurationModel", "PollPolicy", "next_poll_delay"]
+
+_RNG: Final = random.Random()  # noqa: S311 - jitter, not security
+
+
+@attrs.frozen
+class PollPolicy:
+    """How the waiter polls pending jobs. All times in seconds.
+
+    Attributes:
+        initial_delay: first poll of a job when nothing has been learned yet.
+        growth: factor between successive gaps while backing off.
+        max_interval: the longest gap between two polls of one job.
+        dense_interval: the gap where jobs are likely to finish; the mean detection delay
+            is about half of it.
+        jitter: each gap is scaled by a random factor in ``[1 - jitter, 1 + jitter]``.
+        early_quantile: the share of learned durations treated as "too early to finish".
+        late_quantile: beyond this share of learned durations a job is unusually long and
+            its polls back off.
+        min_samples: finished jobs needed before the learned schedule is used.
+        window: how many recent durations are remembered.
+        adaptive: False polls every job on the plain backoff, learning nothing.
+        backstop_interval: the gap between polls when a webhook receiver is expected to
+            deliver the result; polling is then only a safety net for lost callbacks.
+    """
+
+    initial_delay: float = 1.0
+    growth: float = 1.5
+    max_interval: float = 8.0
+    dense_interval: float = 1.0
+    jitter: float = 0.1
+    early_quantile: float = 0.01
+    late_quantile: float = 0.99
+    min_samples: int = 20
+    window: int = 512
+    adaptive: bool = True
+    backstop_interval: float = 30.0
+
+    @classmethod
+    def fixed(cls, interval: float) -> PollPolicy:
+        """Poll every ``interval`` seconds, learning nothing (the naive baseline)."""
+        return cls(
+            initial_delay=interval,
+            growth=1.0,
+            max_interval=interval,
+            dense_interval=interval,
+            jitter=0.0,
+            adaptive=False,
+        )
+
+
+class DurationModel:
+    """The durations of recently finished jobs, kept sorted for quantiles.
+
+    A poll-based duration is only known to lie between the job's last "not yet" poll and
+    the poll that saw it done; the midpoint is recorded.
+    """
+
+    __slots__ = ("_recent", "_sorted", "window")
+
+    def __init__(self, window: int = 512) -> None:
+        self.window = window
+        self._recent: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def add(self, duration: float) -> None:
+        """Remember one finished job's duration (the oldest is forgotten past ``window``)."""
+        if duration < 0:
+            return
+        self._recent.append(duration)
+        bisect.insort(self._sorted, duration)
+        if len(self._recent) > self.window:
+            old = self._recent.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile of the remembered durations (0.0 when none)."""
+        if not self._sorted:
+            return 0.0
+        index = min(len(self._sorted) - 1, max(0, int(q * len(self._sorted))))
+        return self._sorted[index]
+
+
+def _jittered(gap: float, policy: PollPolicy, rng: random.Random) -> float:
+    if policy.jitter:
+        gap *= 1 + policy.jitter * (2 * rng.random() - 1)
+    return gap
+
+
+def next_poll_delay(
+    age: float,
+    last_gap: float | None,
+    model: DurationModel,
+    policy: PollPolicy,
+    rng: random.Random = _RNG,
+) -> float:
+    """Seconds from now until the next poll of a job that is ``age`` seconds old.
+
+    ``last_gap`` is the gap before the previous poll (None before the first poll).
+    """
+    if policy.adaptive and len(model) >= policy.min_samples:
+        early = model.quantile(policy.early_quantile)
+        late = model.quantile(policy.late_quantile)
+        if age < early:
+            # Sleep through the dead time: the first poll lands one dense gap past the
+            # early edge, where the first finishes can be seen.
+            return _jittered(early - age + policy.dense_interval, policy, rng)
+        if age <= late:
+            return _jittered(policy.dense_interval, policy, rng)
+        base = max(last_gap or policy.dense_interval, policy.dense_interval)
+        return _jittered(min(policy.max_interval, base * policy.growth), policy, rng)
+    if last_gap is None:
+        return _jittered(policy.initial_delay, policy, rng)
+    return _jittered(min(policy.max_interval, last_gap * policy.growth), policy, rng)

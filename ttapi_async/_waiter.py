@@ -1,0 +1,460 @@
+"""JobWaiter: one scheduler that polls every pending 4o-image job, and resolves each once.
+
+Strictly private; ``ttapi_async.JobWaiter`` is the public name and ``client.waiter`` the
+instance. The theory of operation:
+
+* **One scheduler, not a task per job.** Pending jobs sit in a heap ordered by the time of
+  their next poll. One task sleeps until the earliest is due (or until a new job needs an
+  earlier poll), then starts the due polls in its task group, each under the poll
+  concurrency limiter and the polls-per-second budget. 10,000 pending jobs cost 10,000 small
+  records and one sleeping task. Submits never go through these limiters, so polling can
+  never starve them.
+* **Exactly once.** A job's outcome (a :class:`JobResult`, or a :class:`JobFailedError`)
+  is set once; every waiter of the job sees it, however many polls or callbacks arrive
+  later (those are counted as duplicates). Outcomes are kept for ``result_ttl`` seconds, so
+  a wait that starts after the end still gets them.
+* **Only TTAPI fails a job.** A poll that returns 429, 499, 5xx, garbage or nothing is a
+  passing poll error: counted, backed off, and the job keeps waiting until its deadline.
+  Only a reply that carries the job with FAILED (or a callback confirmed by such a reply)
+  fails it.
+* **A wait is not the job.** A wait that times out or is cancelled ends with
+  :class:`JobTimeoutError` (or the cancellation) but the job is not lost: wait on its id
+  again. When no one waits for a job any more, its polls stop; a later wait resumes them.
+* **Closing.** When the client closes, the scheduler and its polls are cancelled, and every
+  wait still in progress ends with :class:`ClientClosedError`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import random
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import attrs
+from aiolimiter import AsyncLimiter
+from anyio.abc import TaskGroup
+
+from ._errors import (
+    ClientClosedError,
+    JobFailedError,
+    JobTimeoutError,
+    QueueFullError,
+    RateLimitError,
+    TTAPIError,
+    ValidationError,
+)
+from ._models import JobEvent, JobEventKind, JobResult, JobSnapshot, JobStatus, ResponseInfo
+from ._polling import DurationModel, PollPolicy, next_poll_delay
+from ._protocol import build_fetch, parse_fetch
+from ._retry import RetryPolicy
+from ._transport import RawResponse
+from ._types import NOT_GIVEN, Timeout
+
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectSendStream
+
+    from ._client import Client
+    from ._resources import Job
+
+
+__all__ = ["JobWaiter", "WaiterStats"]
+
+log = logging.getLogger("ttapi_async.waiter")
+
+_NO_RETRY: Final = RetryPolicy(max_retries=0)
+_POLL_TIMEOUT: Final = 30.0
+_MAX_REMEMBERED: Final = 100_000  # outcomes kept for late waiters, at most
+
+
+@attrs.define
+class WaiterStats:
+    """Counters of one waiter, for metrics and tests."""
+
+    polls_sent: int = 0
+    poll_errors: int = 0
+    callbacks_accepted: int = 0
+    callbacks_refused: int = 0
+    callbacks_duplicate: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timeouts: int = 0
+    events_dropped: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return attrs.asdict(self)
+
+
+class _Pending:
+    """What the waiter knows about one job it is tracking. Strictly private."""
+
+    __slots__ = (
+        "done",
+        "errors",
+        "hooked",
+        "job_id",
+        "last_error",
+        "last_gap",
+        "last_poll",
+        "outcome",
+        "polling",
+        "running",
+        "seq",
+        "started",
+        "waiters",
+    )
+
+    def __init__(self, job_id: str, started: float, *, hooked: bool) -> None:
+        self.job_id = job_id
+        self.started = started  # loop time the job was submitted (or first seen)
+        self.hooked = hooked  # a callback is expected: poll only as a backstop
+        self.done = anyio.Event()
+        self.outcome: JobResult | JobSnapshot | None = None  # result, or the FAILED snapshot
+        self.waiters = 0
+        self.seq = 0  # heap entries with an older seq are stale
+        self.last_poll: float | None = None
+        self.last_gap: float | None = None
+        self.errors = 0
+        self.last_error: BaseException | None = None
+        self.polling = False
+        self.running = False
+
+
+class JobWaiter:
+    """Tracks pending 4o-image jobs and resolves each exactly once. ``client.waiter``.
+
+    Use :meth:`wait` (or ``await job.wait()``); the client creates and runs the waiter, so
+    it exists while the client is open (``async with Client() as client``).
+
+    Args:
+        policy: the :class:`PollPolicy` (data: delays, growth, caps, jitter, learning).
+        max_concurrent_polls: fetches in flight at once, for all jobs together.
+        polls_per_second: a budget for fetches (None: no budget). Submits never wait on it.
+        result_ttl: seconds an outcome is remembered after the job ends.
+        confirm_callbacks: confirm a callback's result with one fetch before trusting it
+            (TTAPI does not sign callbacks).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        policy: PollPolicy | None = None,
+        *,
+        max_concurrent_polls: int = 32,
+        polls_per_second: float | None = None,
+        result_ttl: float = 600.0,
+        confirm_callbacks: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self.policy: Final = policy or PollPolicy()
+        self.stats = WaiterStats()
+        self.durations = DurationModel(self.policy.window)
+        self.confirm_callbacks = confirm_callbacks
+        self._limiter = anyio.CapacityLimiter(max_concurrent_polls)
+        if polls_per_second is not None and polls_per_second <= 0:
+            raise ValidationError("polls_per_second", polls_per_second, "a positive rate")
+        self._budget = (
+            None if polls_per_second is None else AsyncLimiter(polls_per_second, time_period=1.0)
+        )
+        self._result_ttl = result_ttl
+        self._rng = rng or random.Random()  # noqa: S311 - jitter
+        self._pending: dict[str, _Pending] = {}
+        self._done: OrderedDict[str, tuple[float, JobResult | JobSnapshot]] = OrderedDict()
+        self._heap: list[tuple[float, int, _Pending]] = []
+        self._counter = itertools.count()
+        self._wake = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._closed = False
+        self._listeners: list[Callable[[JobEvent], object]] = []
+        self._streams: list[MemoryObjectSendStream[JobEvent]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The scheduler: owns the poll tasks; runs until the client closes."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            try:
+                await self._schedule_forever(tg)
+            finally:
+                self._tg = None
+
+    def _close(self) -> None:
+        """End every wait in progress; called by the client as it closes."""
+        self._closed = True
+        for pending in list(self._pending.values()):
+            pending.done.set()  # waiters see _closed and raise ClientClosedError
+        for stream in self._streams:
+            stream.close()
+
+    # ------------------------------------------------------------------ public API
+
+    def track(self, job_id: str, *, hooked: bool = False, started: float | None = None) -> None:
+        """Start tracking a job (the client does this on submit; rarely needed by hand)."""
+        self._entry(job_id, hooked=hooked, started=started)
+
+    async def wait(self, job: str | Job, *, timeout: Timeout = NOT_GIVEN) -> JobResult:
+        """Wait until the job ends and return its :class:`JobResult`.
+
+        ``job`` is a job id or a :class:`Job` handle (whose submit time lets the first poll
+        wait for the likely finish). ``timeout`` bounds this wait (default: the client's
+        timeout; None: no limit). Several waits on one job share its polls and outcome.
+
+        Raises:
+            JobFailedError: TTAPI reported the job FAILED (``reason`` says why).
+            JobTimeoutError: the deadline passed first; the job may still finish.
+            ClientClosedError: the client closed during the wait.
+        """
+        job_id = job if isinstance(job, str) else job.job_id
+        started = None if isinstance(job, str) else job.submitted_at
+        if not job_id:
+            raise ValidationError("job_id", job_id, "a non-empty job id string is required")
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        if self._tg is None:
+            raise ClientClosedError(
+                "waiting for jobs needs the client's scheduler: use `async with Client() as client`"
+            )
+        seconds = self._client.timeout if timeout is NOT_GIVEN else timeout
+        finished = self._finished(job_id)
+        if finished is not None:
+            return self._deliver(job_id, finished)
+        pending = self._entry(job_id, hooked=False, started=started)
+        pending.waiters += 1
+        try:
+            with anyio.fail_after(math.inf if seconds is None else seconds):
+                await pending.done.wait()
+        except TimeoutError:
+            self.stats.timeouts += 1
+            self._emit(job_id, JobEventKind.TIMED_OUT, f"after {seconds} s")
+            raise JobTimeoutError(job_id, seconds, pending.last_error) from None
+        finally:
+            pending.waiters -= 1
+            if pending.waiters == 0 and pending.outcome is None and not pending.hooked:
+                # Nobody waits any more: stop polling; a later wait starts again.
+                self._forget(pending)
+        if pending.outcome is None:  # woken by _close()
+            raise ClientClosedError(f"the client closed while waiting for job {job_id}")
+        return self._deliver(job_id, pending.outcome)
+
+    def add_listener(self, listener: Callable[[JobEvent], object]) -> None:
+        """Call ``listener(event)`` for every job event (keep it fast; it runs inline)."""
+        self._listeners.append(listener)
+
+    @asynccontextmanager
+    async def events(self, buffer: int = 1024) -> AsyncIterator[AsyncIterator[JobEvent]]:
+        """Yield an async iterator of job events while the block is open.
+
+        Use it as ``async with client.waiter.events() as events: async for event in events``.
+
+        A consumer that falls ``buffer`` events behind loses the newest ones (counted in
+        ``stats.events_dropped``) rather than slowing the waiter.
+        """
+        send, receive = anyio.create_memory_object_stream[JobEvent](buffer)
+        self._streams.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._streams.remove(send)
+            send.close()
+
+    @property
+    def pending(self) -> int:
+        """How many jobs are being tracked and not yet ended."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def accept_callback(self, snapshot: JobSnapshot) -> None:
+        """Take a job's final state delivered by a hookUrl callback.
+
+        With ``confirm_callbacks`` (the default) the callback only triggers an immediate
+        poll, whose reply decides; otherwise a terminal callback resolves the job at once.
+        """
+        pending = self._pending.get(snapshot.job_id)
+        if pending is None or pending.outcome is not None:
+            self.stats.callbacks_duplicate += 1
+            return
+        self.stats.callbacks_accepted += 1
+        if self.confirm_callbacks or not snapshot.is_terminal:
+            self._schedule(pending, 0.0)
+        else:
+            self._resolve(pending, snapshot, source="webhook")
+
+    # ------------------------------------------------------------------ internals
+
+    def _finished(self, job_id: str) -> JobResult | JobSnapshot | None:
+        entry = self._done.get(job_id)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._done[job_id]
+            return None
+        return entry[1]
+
+    def _deliver(self, job_id: str, outcome: JobResult | JobSnapshot) -> JobResult:
+        if isinstance(outcome, JobResult):
+            return outcome
+        # A fresh error per waiter: one exception object raised in several tasks would
+        # collect all their tracebacks.
+        raise JobFailedError(job_id, outcome.message, outcome)
+
+    def _entry(self, job_id: str, *, hooked: bool, started: float | None) -> _Pending:
+        pending = self._pending.get(job_id)
+        if pending is not None:
+            pending.hooked = pending.hooked or hooked
+            return pending
+        now = anyio.current_time()
+        pending = _Pending(job_id, now if started is None else started, hooked=hooked)
+        self._pending[job_id] = pending
+        self._emit(job_id, JobEventKind.QUEUED)
+        if started is None and not hooked:
+            # A job we did not submit (another process, a restart): its age is unknown,
+            # so look at it right away.
+            self._schedule(pending, 0.0)
+        else:
+            self._schedule(pending, self._next_delay(pending, now))
+        return pending
+
+    def _forget(self, pending: _Pending) -> None:
+        if self._pending.get(pending.job_id) is pending:
+            del self._pending[pending.job_id]
+        pending.seq += 1  # invalidates its heap entry
+
+    def _next_delay(self, pending: _Pending, now: float) -> float:
+        if pending.hooked:
+            # The callback is expected to end the job; polls are a slow safety net.
+            return self.policy.backstop_interval
+        return next_poll_delay(
+            now - pending.started, pending.last_gap, self.durations, self.policy, self._rng
+        )
+
+    def _schedule(self, pending: _Pending, delay: float) -> None:
+        pending.seq += 1
+        due = anyio.current_time() + max(0.0, delay)
+        heapq.heappush(self._heap, (due, pending.seq, pending))
+        if self._heap[0][2] is pending:
+            self._wake.set()  # the scheduler sleeps until the old head; wake it
+
+    async def _schedule_forever(self, tg: TaskGroup) -> None:
+        heap = self._heap
+        while True:
+            now = anyio.current_time()
+            while heap and heap[0][0] <= now:
+                _, seq, pending = heapq.heappop(heap)
+                if seq != pending.seq or pending.outcome is not None or pending.polling:
+                    continue  # stale entry, ended job, or a poll already in flight
+                pending.polling = True
+                tg.start_soon(self._poll, pending)
+            wait = heap[0][0] - now if heap else math.inf
+            self._wake = anyio.Event()
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
+
+    async def _poll(self, pending: _Pending) -> None:
+        try:
+            async with self._limiter:
+                if self._budget is not None:
+                    await self._budget.acquire()
+                if pending.outcome is not None or self._pending.get(pending.job_id) is not pending:
+                    return
+                await self._poll_once(pending)
+        finally:
+            pending.polling = False
+
+    async def _poll_once(self, pending: _Pending) -> None:
+        client = self._client
+        job_id = pending.job_id
+        loop_now = anyio.current_time()
+        self.stats.polls_sent += 1
+
+        def parse(raw: RawResponse, info: ResponseInfo) -> JobSnapshot:
+            return parse_fetch(raw.status, raw.headers, raw.body, job_id, info)
+
+        try:
+            snap = await client._call(  # noqa: SLF001
+                build_fetch(job_id), parse, loop_now + _POLL_TIMEOUT, _NO_RETRY
+            )
+        except TTAPIError as exc:
+            # Passing, whatever it is: a paid job is never failed because a poll went wrong.
+            self.stats.poll_errors += 1
+            pending.errors += 1
+            pending.last_error = exc
+            hint = exc.retry_after if isinstance(exc, RateLimitError | QueueFullError) else None
+            backoff = min(
+                self.policy.max_interval, self.policy.dense_interval * 2 ** min(pending.errors, 6)
+            )
+            log.info(
+                "job %s: poll error %s; next poll in %.1fs", job_id, type(exc).__name__, backoff
+            )
+            self._schedule(pending, max(backoff, hint or 0.0))
+            return
+        now = anyio.current_time()
+        pending.errors = 0
+        if snap.is_terminal:
+            self._resolve(pending, snap, source="poll", polled_at=now)
+            return
+        if not pending.running and snap.status is JobStatus.ON_QUEUE:
+            pending.running = True
+            self._emit(job_id, JobEventKind.RUNNING)
+        if pending.last_poll is not None:
+            pending.last_gap = now - pending.last_poll
+        pending.last_poll = now
+        self._schedule(pending, self._next_delay(pending, now))
+
+    def _resolve(
+        self, pending: _Pending, snap: JobSnapshot, *, source: str, polled_at: float | None = None
+    ) -> None:
+        if pending.outcome is not None:
+            return
+        now = anyio.current_time() if polled_at is None else polled_at
+        if snap.succeeded:
+            outcome: JobResult | JobSnapshot = JobResult.from_snapshot(
+                snap, elapsed=now - pending.started, source=source
+            )
+            self.stats.succeeded += 1
+            self._emit(pending.job_id, JobEventKind.SUCCEEDED)
+        else:
+            outcome = snap
+            self.stats.failed += 1
+            self._emit(pending.job_id, JobEventKind.FAILED, snap.message)
+        pending.outcome = outcome
+        if source == "poll" and not pending.hooked:
+            # The job ended between the last "not yet" and this poll: record the midpoint.
+            low = pending.last_poll if pending.last_poll is not None else pending.started
+            self.durations.add((low + now) / 2 - pending.started)
+        self._forget(pending)
+        self._done[pending.job_id] = (time.monotonic() + self._result_ttl, outcome)
+        while len(self._done) > _MAX_REMEMBERED:
+            self._done.popitem(last=False)
+        pending.done.set()
+        log.debug("job %s: %s via %s", pending.job_id, snap.status.value, source)
+
+    def _emit(self, job_id: str, kind: JobEventKind, detail: str | None = None) -> None:
+        if not self._listeners and not self._streams:
+            return
+        event = JobEvent(job_id=job_id, kind=kind, at=time.time(), detail=detail)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not break the waiter
+                log.exception("job event listener failed")
+        for stream in self._streams:
+            try:
+                stream.send_nowait(event)
+            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self.stats.events_dropped += 1

@@ -1,0 +1,280 @@
+"""WebhookReceiver: TTAPI's hookUrl callbacks turned into resolved waits.
+
+Strictly private; ``ttapi_async.WebhookReceiver`` is the public name. TTAPI POSTs a job's
+final state (the fetch body) to the job's ``hookUrl``, unsigned. So:
+
+* Each job gets its own unguessable token in its hook URL
+  (``<public_url>/<token>``), registered **before** the submit is sent: a callback that
+  beats the submit's reply is kept and delivered once the job id is known.
+* A callback is accepted only for a known, unexpired token whose job id matches; anything
+  else gets a 4xx and changes nothing. The handler never answers 500.
+* By default the waiter confirms a callback with one fetch before trusting it, so a forged
+  SUCCESS for a running job changes nothing. Duplicates are counted and ignored.
+* Tokens never appear in logs, reprs or errors; they live ``token_ttl`` seconds.
+
+The core is :meth:`WebhookReceiver.handle` over ``(token, body bytes)``; the aiohttp handler,
+the ASGI app and :meth:`serve` are thin adapters around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import attrs
+from aiohttp import web
+
+from ._errors import ResponseFormatError, ValidationError
+from ._models import JobSnapshot
+from ._protocol import parse_callback
+
+
+if TYPE_CHECKING:
+    from ._waiter import JobWaiter
+
+
+__all__ = ["WebhookReceiver"]
+
+log = logging.getLogger("ttapi_async.webhook")
+
+_TOKEN_BYTES: Final = 24
+
+ASGIScope = MutableMapping[str, Any]
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@attrs.define
+class _Hook:
+    job_id: str | None
+    expires: float
+    early: JobSnapshot | None = None
+
+
+class WebhookReceiver:
+    """Receives TTAPI's hookUrl callbacks and resolves the matching waits.
+
+    Args:
+        public_url: the URL TTAPI can reach, up to the receiver's path, e.g.
+            ``"https://api.example.com/ttapi/hook"``; each job's hook URL is this plus
+            ``/<token>``.
+        max_body: larger callbacks are refused (413).
+        token_ttl: seconds a job's token stays valid after the submit.
+
+    Pass it to the client (``Client(webhook=receiver)``), then mount it:
+    ``receiver.add_to_app(app)`` for aiohttp, ``app.mount(path, receiver.asgi_app)`` for
+    FastAPI/Starlette, or ``await receiver.serve(host, port)`` on its own.
+    """
+
+    def __init__(
+        self,
+        public_url: str,
+        *,
+        max_body: int = 256 * 1024,
+        token_ttl: float = 3 * 3600.0,
+    ) -> None:
+        if not public_url.startswith(("http://", "https://")):
+            raise ValidationError("public_url", public_url, "an http(s) URL is required")
+        self.public_url: Final = public_url.rstrip("/")
+        self.max_body = max_body
+        self.token_ttl = token_ttl
+        self._hooks: OrderedDict[str, _Hook] = OrderedDict()
+        self._by_job: dict[str, str] = {}
+        self._waiter: JobWaiter | None = None
+        self.accepted = 0
+        self.refused = 0
+
+    def __repr__(self) -> str:
+        return f"<WebhookReceiver {self.public_url!r} tokens={len(self._hooks)}>"
+
+    # ------------------------------------------------------------------ registry
+
+    def _attach(self, waiter: JobWaiter) -> None:
+        self._waiter = waiter
+
+    def register(self) -> tuple[str, str]:
+        """Mint a token before a submit; returns ``(token, hook_url)``."""
+        self._purge()
+        token = secrets.token_urlsafe(_TOKEN_BYTES)
+        self._hooks[token] = _Hook(job_id=None, expires=time.monotonic() + self.token_ttl)
+        return token, f"{self.public_url}/{token}"
+
+    def bind(self, token: str, job_id: str) -> None:
+        """Link a token to the job id the submit returned; deliver an early callback."""
+        hook = self._hooks.get(token)
+        if hook is None:
+            return
+        hook.job_id = job_id
+        self._by_job[job_id] = token
+        if hook.early is not None:
+            early, hook.early = hook.early, None
+            self._deliver(early)
+
+    def release(self, token: str) -> None:
+        """Forget a token whose submit failed."""
+        hook = self._hooks.pop(token, None)
+        if hook is not None and hook.job_id is not None:
+            self._by_job.pop(hook.job_id, None)
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        while self._hooks:
+            token, hook = next(iter(self._hooks.items()))
+            if hook.expires > now:
+                break
+            del self._hooks[token]
+            if hook.job_id is not None:
+                self._by_job.pop(hook.job_id, None)
+
+    # ------------------------------------------------------------------ the core
+
+    def handle(self, token: str, body: bytes) -> tuple[int, str]:
+        """Process one callback; returns ``(http status, short text)`` for the reply.
+
+        200 accepted (or a harmless duplicate), 202 kept until the submit returns,
+        400 not a job body or not this token's job, 404 unknown or expired token,
+        413 too large. Never raises.
+        """
+        try:
+            return self._handle(token, body)
+        except Exception:  # the handler never answers 500
+            log.exception("webhook: unexpected error while handling a callback")
+            self.refused += 1
+            return 400, "bad callback"
+
+    def _handle(self, token: str, body: bytes) -> tuple[int, str]:
+        hook = self._hooks.get(token)
+        if hook is None or hook.expires < time.monotonic():
+            self.refused += 1
+            self._count_refused()
+            return 404, "unknown hook"
+        if len(body) > self.max_body:
+            self.refused += 1
+            self._count_refused()
+            return 413, "too large"
+        try:
+            snap = parse_callback(body)
+        except ResponseFormatError:
+            self.refused += 1
+            self._count_refused()
+            return 400, "not a job callback"
+        if hook.job_id is None:
+            # The callback beat the submit's reply: keep it until bind().
+            hook.early = snap
+            self.accepted += 1
+            return 202, "kept"
+        if snap.job_id != hook.job_id:
+            self.refused += 1
+            self._count_refused()
+            log.warning("webhook: callback for job %s on another job's hook", snap.job_id)
+            return 400, "job mismatch"
+        self.accepted += 1
+        self._deliver(snap)
+        return 200, "ok"
+
+    def _count_refused(self) -> None:
+        if self._waiter is not None:
+            self._waiter.stats.callbacks_refused += 1
+
+    def _deliver(self, snap: JobSnapshot) -> None:
+        if self._waiter is not None:
+            self._waiter.accept_callback(snap)
+
+    # ------------------------------------------------------------------ adapters
+
+    async def aiohttp_handler(self, request: web.Request) -> web.Response:
+        """Aiohttp handler for ``POST <path>/{token}``."""
+        token = request.match_info.get("token") or request.path.rstrip("/").rsplit("/", 1)[-1]
+        if request.content_length is not None and request.content_length > self.max_body:
+            self.refused += 1
+            return web.Response(status=413, text="too large")
+        body = await request.content.read(self.max_body + 1)
+        status, text = self.handle(token, body)
+        return web.Response(status=status, text=text)
+
+    def add_to_app(self, app: web.Application, path: str | None = None) -> None:
+        """Route ``POST <path>/{token}`` of an aiohttp app to this receiver.
+
+        ``path`` defaults to the path of ``public_url``.
+        """
+        prefix = path if path is not None else _path_of(self.public_url)
+        app.router.add_post(prefix.rstrip("/") + "/{token}", self.aiohttp_handler)
+
+    async def asgi_app(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        """An ASGI app (FastAPI/Starlette ``app.mount(path, receiver.asgi_app)``).
+
+        The token is the last segment of the request path.
+        """
+        if scope["type"] != "http":
+            return
+        if scope.get("method") != "POST":
+            await _asgi_reply(send, 405, "POST only")
+            return
+        token = str(scope.get("path", "")).rstrip("/").rsplit("/", 1)[-1]
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                self.refused += 1
+                await _asgi_reply(send, 413, "too large")
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body"))
+        status, text = self.handle(token, b"".join(chunks))
+        await _asgi_reply(send, status, text)
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve the receiver on its own until cancelled (for scripts and bots).
+
+        With ``await task_group.start(receiver.serve, host, 0)`` the bound port is returned.
+        """
+        app = web.Application(client_max_size=self.max_body + 1024)
+        self.add_to_app(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            # aiohttp exposes the bound port (for port=0) only through the site's server.
+            sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001
+            bound = sockets[0].getsockname()[1] if sockets else port
+            task_status.started(bound)
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+
+def _path_of(url: str) -> str:
+    rest = url.split("://", 1)[1]
+    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+
+
+async def _asgi_reply(send: ASGISend, status: int, text: str) -> None:
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
