@@ -1,0 +1,81 @@
+"""The poll schedule as a pure function of age, last gap and learned durations."""
+
+from __future__ import annotations
+
+import random
+
+from ttapi_async import PollPolicy
+from ttapi_async._polling import DurationModel, next_poll_delay
+
+
+NO_JITTER = PollPolicy(jitter=0.0)
+
+
+def learned(low: float, high: float, n: int = 400) -> DurationModel:
+    model = DurationModel(window=512)
+    rng = random.Random(3)
+    for _ in range(n):
+        model.add(rng.uniform(low, high))
+    return model
+
+
+def test_cold_start_backs_off_to_the_cap() -> None:
+    """Before anything is learned, gaps grow by `growth` from initial_delay up to max_interval."""
+    model = DurationModel()
+    gaps = []
+    last = None
+    for _ in range(8):
+        last = next_poll_delay(0.0, last, model, NO_JITTER)
+        gaps.append(round(last, 3))
+    assert gaps == [1.0, 1.5, 2.25, 3.375, 5.062, 7.594, 8.0, 8.0]
+
+
+def test_fixed_policy_never_changes() -> None:
+    """PollPolicy.fixed polls at one interval whatever is learned."""
+    policy = PollPolicy.fixed(1.0)
+    model = learned(20, 90)
+    assert {next_poll_delay(age, 1.0, model, policy) for age in (0, 30, 200)} == {1.0}
+
+
+def test_learned_schedule_skips_the_dead_time() -> None:
+    """A young job's first poll lands one dense gap past the early edge of learned durations."""
+    model = learned(20, 90)
+    first = next_poll_delay(0.0, None, model, NO_JITTER)
+    assert first == model.quantile(0.01) + 1.0
+    assert 21.0 <= first <= 23.0
+    assert next_poll_delay(5.0, None, model, NO_JITTER) == first - 5.0
+
+
+def test_dense_where_jobs_finish_and_backoff_when_late() -> None:
+    """Inside the learned range polls are dense; past it they back off to the cap."""
+    model = learned(20, 90)
+    assert next_poll_delay(50.0, 1.0, model, NO_JITTER) == 1.0
+    late = next_poll_delay(95.0, 1.0, model, NO_JITTER)
+    assert late == 1.5
+    assert next_poll_delay(200.0, 7.0, model, NO_JITTER) == 8.0
+
+
+def test_not_enough_samples_keeps_backoff() -> None:
+    """Fewer than min_samples durations are not trusted."""
+    model = learned(20, 90, n=5)
+    assert next_poll_delay(0.0, None, model, NO_JITTER) == 1.0
+
+
+def test_jitter_spreads_polls() -> None:
+    """Jitter keeps thousands of jobs from polling in lock step, within its band."""
+    policy = PollPolicy(jitter=0.2)
+    rng = random.Random(1)
+    delays = [next_poll_delay(0.0, None, DurationModel(), policy, rng) for _ in range(300)]
+    assert 0.8 <= min(delays) < 0.85
+    assert 1.15 < max(delays) <= 1.2
+
+
+def test_duration_model_window_and_quantiles() -> None:
+    """The model keeps the most recent `window` durations, sorted."""
+    model = DurationModel(window=3)
+    for d in (5.0, 1.0, 9.0, 7.0, -1.0):
+        model.add(d)
+    assert len(model) == 3  # 5.0 was forgotten; the negative one ignored
+    assert model.quantile(0.0) == 1.0
+    assert model.quantile(0.99) == 9.0
+    assert DurationModel().quantile(0.5) == 0.0
