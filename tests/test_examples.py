@@ -32,3 +32,39 @@ def test_quickstart_runs_against_the_emulator(tmp_path: Path) -> None:
     assert names == ["cat-0.png", "fox-0.png", "fox-scarf-0.png", "lighthouse-0.png"]
     with Image.open(tmp_path / "lighthouse-0.png") as img:
         assert img.size == (1792, 1024)
+
+
+def run_example(name: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TTAPI_API_KEY"}
+    env["BOT_OUT"] = str(tmp_path / "bot")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_backends_answer_from_webhooks(tmp_path: Path) -> None:
+    """The aiohttp and FastAPI backends submit with hook URLs and return results via callbacks."""
+    for name in ("aiohttp_backend", "fastapi_backend"):
+        proc = run_example(name, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        results = [line for line in proc.stdout.splitlines() if line.startswith("result:")]
+        assert len(results) == 2, proc.stdout
+        assert all("'status': 'done'" in r and "'via': 'webhook'" in r for r in results), results
+
+
+def test_bot_answers_commands(tmp_path: Path) -> None:
+    """The bot answers /draw commands with saved images and refuses others politely."""
+    proc = run_example("bot", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    replies = [line for line in proc.stdout.splitlines() if line.startswith("bot:")]
+    assert len(replies) == 3
+    assert sum("here is" in r for r in replies) == 2
+    assert any("only know /draw" in r for r in replies)
+    images = list((tmp_path / "bot").iterdir())
+    assert len(images) == 2

@@ -8,7 +8,7 @@ from ttapi_async import PollPolicy
 from ttapi_async._polling import DurationModel, next_poll_delay
 
 
-NO_JITTER = PollPolicy(jitter=0.0)
+NO_JITTER = PollPolicy(jitter=0.0, dense_interval=1.0)
 
 
 def learned(low: float, high: float, n: int = 400) -> DurationModel:

@@ -212,7 +212,7 @@ def test_edit_rules_mask() -> None:
     img = info_of("PNG", (64, 64))
     with pytest.raises(tt.ValidationError, match="64x64"):
         check_edit({"prompt": "x", "model": "gpt-image-1"}, [img], info_of("PNG", (32, 32), "RGBA"))
-    with pytest.raises(tt.ValidationError, match="must be a PNG"):
+    with pytest.raises(tt.ValidationError, match="must be a readable PNG"):
         check_edit({"prompt": "x", "model": "gpt-image-1"}, [img], info_of("WEBP", (64, 64)))
 
 

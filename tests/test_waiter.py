@@ -227,7 +227,7 @@ async def test_webhook_resolves_with_confirmation(emulator: Emulator) -> None:
         async with sdk(emulator, webhook=rec, poll_policy=tt.PollPolicy(backstop_interval=30)) as c:
             result = await c.gpt4o.generate(prompt="hooked", timeout=10)
         tg.cancel_scope.cancel()
-    assert result.source == "poll"  # the confirming fetch decided
+    assert result.source == "webhook"  # the callback ended the wait ...
     assert rec.accepted == 1
     assert emulator.counters.callbacks_sent == 1
     job = next(iter(emulator.jobs.values()))

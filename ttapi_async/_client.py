@@ -131,6 +131,8 @@ class Client:
             raise ValidationError("base_url", url, "an http(s) URL is required")
         if max_connections < 1:
             raise ValidationError("max_connections", max_connections, "at least 1")
+        if max_retries < 0:
+            raise ValidationError("max_retries", max_retries, "0 or more")
         self.base_url: Final = url.rstrip("/")
         self.timeout: Final = timeout
         self.retry: Final = retry or RetryPolicy(
@@ -288,8 +290,11 @@ class Client:
         start = loop.time()
         state = SendState()
         try:
-            # aiohttp reads a total of 0 as "no limit": an exhausted budget still gets 1 ms.
-            timeout = None if deadline is None else max(deadline - start, 0.001)
+            timeout = None if deadline is None else deadline - start
+            if timeout is not None and timeout <= 0:
+                # An exhausted budget sends nothing (aiohttp would read 0 as "no limit").
+                msg = f"{spec.operation}: the timeout ran out before the request was sent"
+                raise RequestTimeout(msg, request_sent=False)
             raw = await transport.send(spec, state, timeout)
             if raw.status < 300:  # noqa: PLR2004
                 return parse(raw, ResponseInfo(raw.status, raw.headers, loop.time() - start, 1))
@@ -316,6 +321,9 @@ class Client:
         loop = asyncio.get_running_loop()
         attempts = 1
         pending: TTAPIError | None = first
+        # Once any attempt may have been accepted, the call's outcome stays unknown, even if
+        # a later attempt fails in a definite way (say, a 429 after a 500).
+        doubtful: TTAPIError | None = first if is_outcome_unknown(first) else None
 
         def retry_delay(exc: Exception) -> float | bool:
             remaining = None if deadline is None else deadline - loop.time()
@@ -346,7 +354,12 @@ class Client:
                     if self._state is _State.CLOSED or self._transport is None:
                         raise ClientClosedError("the client was closed while retrying")
                     attempts += 1
-                    raw = await self._transport.send(spec, state, remaining)
+                    try:
+                        raw = await self._transport.send(spec, state, remaining)
+                    except TTAPIError as exc:
+                        if is_outcome_unknown(exc):
+                            doubtful = exc
+                        raise
                     if raw.status >= 300:  # noqa: PLR2004
                         raise parse_error(
                             raw.status, raw.headers, raw.body, operation=spec.operation
@@ -354,7 +367,9 @@ class Client:
                     info = ResponseInfo(raw.status, raw.headers, loop.time() - start, attempts)
                     return parse(raw, info)
         except TTAPIError as exc:
-            self._raise_unknown(spec, exc, attempts)
+            if is_outcome_unknown(exc):
+                doubtful = exc
+            self._raise_unknown(spec, doubtful or exc, attempts)
             raise
         raise AssertionError("unreachable: stamina always returns or raises")  # pragma: no cover
 
@@ -416,14 +431,25 @@ class Client:
         base = stem if stem is not None else default_stem
         if not base or os.sep in base or (os.altsep and os.altsep in base) or base in {".", ".."}:
             raise ValidationError("stem", base, "a plain file-name stem is required")
+        deadline = self.deadline(timeout)  # one budget for every download of the call
+        loop = asyncio.get_running_loop()
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - loop.time())
+
         paths = []
         for i, item in enumerate(sources):
             if isinstance(item, str):
-                data = await self.download(item, timeout=timeout)
+                data = await self.download(item, timeout=left())
             elif item.b64_json is not None:
-                data = item.decode()
+                try:
+                    data = item.decode()
+                except ValueError as exc:
+                    raise ResponseFormatError(
+                        "an image's b64_json is not base64", status=200
+                    ) from exc
             elif item.url is not None:
-                data = await self.download(item.url, timeout=timeout)
+                data = await self.download(item.url, timeout=left())
             else:
                 raise ResponseFormatError("an image item has neither b64_json nor url", status=200)
             ext = EXTENSIONS.get(sniff_mime(data), "bin")

@@ -75,7 +75,9 @@ __all__ = [
 _EXCERPT = 300
 
 
-_HOOK_URL = re.compile(r'("hook_?url"\s*:\s*)"[^"]*"', re.IGNORECASE)
+# Everything after a hookUrl key up to the next separator: well-formed JSON, truncated
+# JSON, escaped quotes and form encoding alike (a hook URL may carry a secret token).
+_HOOK_URL = re.compile(r"""(hook_?url["']?\s*[:=]\s*)[^,}&\s]*""", re.IGNORECASE)
 
 
 def excerpt(body: bytes | str, limit: int = _EXCERPT) -> str:
@@ -84,8 +86,13 @@ def excerpt(body: bytes | str, limit: int = _EXCERPT) -> str:
     A ``hookUrl`` value is hidden: it may carry a per-job secret token.
     """
     text = body[: limit * 4].decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = _HOOK_URL.sub(r'\1"<hidden>"', " ".join(text.split()))
+    text = redact(" ".join(text.split()))
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def redact(text: str) -> str:
+    """Hide hook URLs (which may carry a per-job token) in text bound for a message."""
+    return _HOOK_URL.sub(r"\1<hidden>", text)
 
 
 class TTAPIError(Exception):
@@ -319,11 +326,6 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     499: QueueFullError,
     504: GatewayTimeoutError,
 }
-
-
-def describe(value: Any) -> str:
-    """Say what a value is without printing it in full (used in format errors)."""
-    return type(value).__name__
 
 
 class JobError(TTAPIError):

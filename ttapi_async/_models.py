@@ -85,7 +85,8 @@ class ImageData:
         if self.b64_json is None:
             msg = "this image has no b64_json (it came as a url); download the url instead"
             raise ValueError(msg)
-        return base64.b64decode(self.b64_json)
+        # validate=True: junk in the field is an error, not silently dropped bytes.
+        return base64.b64decode(self.b64_json, validate=True)
 
 
 @attrs.frozen
@@ -182,7 +183,8 @@ class JobResult:
         quota: the quota charged.
         finish_time: when TTAPI says the job ended (aware UTC).
         elapsed: seconds from the start of tracking (the submit) to the result being known.
-        source: ``"poll"`` or ``"webhook"``: what delivered the result.
+        source: ``"webhook"`` when a hookUrl callback ended the wait (confirmed by a fetch
+            unless confirmation is off), ``"poll"`` when polling found the result.
     """
 
     job_id: str

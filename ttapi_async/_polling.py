@@ -10,7 +10,9 @@ yet". What makes a schedule good is *where* the polls fall:
 * Where jobs do finish, polls come every ``dense_interval`` (the detection delay is half
   that on average), with jitter so thousands of jobs do not poll in lock step.
 * A job older than almost every job seen (``late_quantile``) is unusual: its polls back off
-  geometrically from ``dense_interval`` up to ``max_interval``.
+  geometrically from ``dense_interval`` up to ``max_interval``. Only once the waiter has
+  watched jobs for twice that long, though: early on, the finished jobs are only the quick
+  ones (the slow ones have not finished yet), so the late edge is underestimated.
 * Before anything is learned, polls back off from ``initial_delay`` by ``growth``.
 
 The saving against fixed-interval polling is the dead time before the early edge: for
@@ -21,6 +23,7 @@ same mean and p95 detection delay.
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections import deque
 from typing import Final
@@ -57,8 +60,8 @@ class PollPolicy:
     initial_delay: float = 1.0
     growth: float = 1.5
     max_interval: float = 8.0
-    dense_interval: float = 1.0
-    jitter: float = 0.1
+    dense_interval: float = 0.95
+    jitter: float = 0.05
     early_quantile: float = 0.01
     late_quantile: float = 0.99
     min_samples: int = 20
@@ -126,10 +129,12 @@ def next_poll_delay(
     model: DurationModel,
     policy: PollPolicy,
     rng: random.Random = _RNG,
+    observed: float = math.inf,
 ) -> float:
     """Seconds from now until the next poll of a job that is ``age`` seconds old.
 
-    ``last_gap`` is the gap before the previous poll (None before the first poll).
+    ``last_gap`` is the gap before the previous poll (None before the first poll);
+    ``observed`` is how long the waiter has been watching jobs.
     """
     if policy.adaptive and len(model) >= policy.min_samples:
         early = model.quantile(policy.early_quantile)
@@ -138,7 +143,7 @@ def next_poll_delay(
             # Sleep through the dead time: the first poll lands one dense gap past the
             # early edge, where the first finishes can be seen.
             return _jittered(early - age + policy.dense_interval, policy, rng)
-        if age <= late:
+        if age <= late or observed < 2 * late:
             return _jittered(policy.dense_interval, policy, rng)
         base = max(last_gap or policy.dense_interval, policy.dense_interval)
         return _jittered(min(policy.max_interval, base * policy.growth), policy, rng)

@@ -32,6 +32,7 @@ from ._errors import (
     JobNotFoundError,
     ResponseFormatError,
     excerpt,
+    redact,
     status_error,
 )
 from ._images import EXTENSIONS, ImageInfo
@@ -148,8 +149,7 @@ def build_generate(
     if "response_format" in body:
         _normalise_response_format(body)
     check_generate(body)
-    if extra_body:
-        body.update(extra_body)
+    _merge_extra(body, extra_body)
     return RequestSpec("images.generate", "POST", PATH_GENERATE, _json.dumps(body), billable=True)
 
 
@@ -258,7 +258,7 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
 def _decode(status: int, body: bytes) -> Any:
     try:
         return _json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         raise ResponseFormatError(
             "the body is not JSON", status=status, body=excerpt(body)
         ) from exc
@@ -273,7 +273,7 @@ def parse_error(
     envelope = False
     try:
         obj = _json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         obj = None
     if isinstance(obj, dict):
         err = obj.get("error")
@@ -287,13 +287,17 @@ def parse_error(
             message = str(obj.get("message") or obj.get("status") or "")
         elif isinstance(err, str):
             message = err
-    if not message:
-        message = excerpt(body) if body else "no body"
+    message = redact(message) if message else (excerpt(body) if body else "no body")
     snippet = excerpt(body)
+    # A "not found" message means an unknown job only where TTAPI could say so (200, 400,
+    # 404); it must not turn a 401 or a 5xx into a non-retryable "no such job".
     if (
         operation == "gpt4o.fetch"
         and envelope
-        and (status == 404 or any(h in message.lower() for h in _NOT_FOUND_HINTS))  # noqa: PLR2004
+        and (
+            status == 404  # noqa: PLR2004
+            or (status in {200, 400} and any(h in message.lower() for h in _NOT_FOUND_HINTS))
+        )
     ):
         return JobNotFoundError(message, status=status, headers=headers, body=snippet)
     return status_error(
@@ -434,8 +438,15 @@ def parse_callback(body: bytes) -> JobSnapshot:
     Raises:
         ResponseFormatError: the body is not JSON or carries no job.
     """
-    obj = _decode(200, body)
-    snap = _snapshot_from(obj, 200, body, None, None)
+    # No body excerpt in these errors: a callback body carries the hook URL and its token.
+    try:
+        obj = _json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ResponseFormatError("the callback body is not JSON", status=200) from exc
+    try:
+        snap = _snapshot_from(obj, 200, b"", None, None)
+    except ResponseFormatError as exc:
+        raise ResponseFormatError("the callback carries no job", status=200) from exc
     if snap is None:
-        raise ResponseFormatError("the callback carries no job", status=200, body=excerpt(body))
+        raise ResponseFormatError("the callback carries no job", status=200)
     return snap

@@ -108,7 +108,7 @@ _REFER_IMAGES_MAX = 16  # INFERRED: no documented cap; a generous bound catches 
 
 
 def _one_of(param: str, value: object, allowed: frozenset[str], model: str) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ValidationError(param, value, f"{model} accepts {', '.join(sorted(allowed))}")
 
 
@@ -249,6 +249,8 @@ def check_edit(p: Mapping[str, Any], images: Sequence[ImageInfo], mask: ImageInf
             if img.mime not in rules.image_types:
                 allowed = ", ".join(sorted(t.removeprefix("image/") for t in rules.image_types))
                 raise ValidationError(name, img.describe(), f"{model} accepts {allowed} images")
+            if img.width < 0 or img.height < 0:
+                raise ValidationError(name, img.describe(), "the image's dimensions are unreadable")
             if img.size >= rules.max_image_bytes:
                 raise ValidationError(
                     name,
@@ -267,8 +269,8 @@ def check_edit(p: Mapping[str, Any], images: Sequence[ImageInfo], mask: ImageInf
                     "areas are what gets edited)",
                 )
     if mask is not None:
-        if mask.mime != "image/png":
-            raise ValidationError("mask", mask.describe(), "the mask must be a PNG")
+        if mask.mime != "image/png" or mask.width < 0:
+            raise ValidationError("mask", mask.describe(), "the mask must be a readable PNG")
         if mask.size >= _MASK_MAX_BYTES:
             raise ValidationError("mask", mask.describe(), "the mask must be under 4 MB")
         first = images[0]

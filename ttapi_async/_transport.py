@@ -13,6 +13,7 @@ written; after it, the outcome is unknown.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
@@ -197,6 +198,7 @@ class AiohttpTransport:
         )
         state.connected = False
         token = _STATE.set(state)
+        end = None if timeout is None else asyncio.get_running_loop().time() + timeout
         try:
             for _ in range(_MAX_REDIRECTS + 1):
                 async with self._session.request(
@@ -212,13 +214,26 @@ class AiohttpTransport:
                     status = resp.status
                     if status not in _REDIRECTS or "Location" not in resp.headers:
                         return RawResponse(status, resp.headers, body)
-                    target = url.join(URL(resp.headers["Location"]))
-                url = self._follow(target, status, resp.headers, method)
+                url = self._follow(url, resp.headers["Location"], status, resp.headers, method)
                 if status == 303:  # noqa: PLR2004
                     method = "GET"
+                if end is not None:  # one deadline for all hops
+                    left = end - asyncio.get_running_loop().time()
+                    if left <= 0:
+                        raise RequestTimeout("the call's timeout ran out", request_sent=True)
+                    limits = aiohttp.ClientTimeout(
+                        total=left,
+                        connect=self._limits.connect,
+                        sock_connect=self._limits.sock_connect,
+                    )
             raise RedirectError("too many redirects", status=status, headers=resp.headers)
         except _MAPPED as exc:
-            raise _map_error(exc, state) from exc
+            mapped = _map_error(exc, state)
+            if isinstance(exc, aiohttp.ClientResponseError):
+                # Its repr carries the request's headers, the API key among them: do not
+                # chain it where error reporters would print it.
+                raise mapped from None
+            raise mapped from exc
         finally:
             _STATE.reset(token)
 
@@ -243,13 +258,22 @@ class AiohttpTransport:
                     chunks.append(chunk)
                 return RawResponse(resp.status, resp.headers, b"".join(chunks))
         except _MAPPED as exc:
-            raise _map_error(exc, state) from exc
+            raise _map_error(exc, state) from None
         finally:
             _STATE.reset(token)
 
-    def _follow(self, target: URL, status: int, headers: Mapping[str, str], method: str) -> URL:
+    def _follow(
+        self, url: URL, location: str, status: int, headers: Mapping[str, str], method: str
+    ) -> URL:
         """Allow a redirect only within the API's origin, where the key may go."""
-        if target.origin() != self._base.origin():
+        try:
+            target = url.join(URL(location))
+            origin = target.origin()
+        except ValueError as exc:
+            raise RedirectError(
+                "the API redirected to an invalid Location", status=status, headers=headers
+            ) from exc
+        if origin != self._base.origin():
             raise RedirectError(
                 f"the API redirected to another host ({target.host}); the SDK does not send "
                 "the API key there",

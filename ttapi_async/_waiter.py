@@ -107,6 +107,7 @@ class _Pending:
         "last_poll",
         "outcome",
         "polling",
+        "called_back",
         "running",
         "seq",
         "started",
@@ -127,6 +128,7 @@ class _Pending:
         self.last_error: BaseException | None = None
         self.polling = False
         self.running = False
+        self.called_back = False  # a callback arrived (and a confirming poll may follow)
 
 
 class JobWaiter:
@@ -176,6 +178,7 @@ class JobWaiter:
         self._tg: TaskGroup | None = None
         self._closed = False
         self._listeners: list[Callable[[JobEvent], object]] = []
+        self._since: float | None = None  # when the first job was tracked
         self._streams: list[MemoryObjectSendStream[JobEvent]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -290,6 +293,7 @@ class JobWaiter:
             self.stats.callbacks_duplicate += 1
             return
         self.stats.callbacks_accepted += 1
+        pending.called_back = True
         if self.confirm_callbacks or not snapshot.is_terminal:
             self._schedule(pending, 0.0)
         else:
@@ -339,8 +343,15 @@ class JobWaiter:
         if pending.hooked:
             # The callback is expected to end the job; polls are a slow safety net.
             return self.policy.backstop_interval
+        if self._since is None:
+            self._since = pending.started
         return next_poll_delay(
-            now - pending.started, pending.last_gap, self.durations, self.policy, self._rng
+            now - pending.started,
+            pending.last_gap,
+            self.durations,
+            self.policy,
+            self._rng,
+            observed=now - self._since,
         )
 
     def _schedule(self, pending: _Pending, delay: float) -> None:
@@ -422,6 +433,8 @@ class JobWaiter:
         if pending.outcome is not None:
             return
         now = anyio.current_time() if polled_at is None else polled_at
+        if pending.called_back:
+            source = "webhook"  # a callback ended the wait (confirmed by a poll or not)
         if snap.succeeded:
             outcome: JobResult | JobSnapshot = JobResult.from_snapshot(
                 snap, elapsed=now - pending.started, source=source
@@ -436,13 +449,28 @@ class JobWaiter:
         if source == "poll" and not pending.hooked:
             # The job ended between the last "not yet" and this poll: record the midpoint.
             low = pending.last_poll if pending.last_poll is not None else pending.started
+            learning = len(self.durations) < self.policy.min_samples
             self.durations.add((low + now) / 2 - pending.started)
+            if learning and len(self.durations) >= self.policy.min_samples:
+                self._replan(now)
         self._forget(pending)
         self._done[pending.job_id] = (time.monotonic() + self._result_ttl, outcome)
         while len(self._done) > _MAX_REMEMBERED:
             self._done.popitem(last=False)
         pending.done.set()
         log.debug("job %s: %s via %s", pending.job_id, snap.status.value, source)
+
+    def _replan(self, now: float) -> None:
+        """Re-schedule every pending job once the learned schedule becomes usable.
+
+        Their next polls were planned with the cold-start backoff; the learned schedule
+        usually wants some of them sooner (those already inside the likely-finish zone).
+        """
+        if not self.policy.adaptive:
+            return
+        for pending in self._pending.values():
+            if pending.outcome is None and not pending.hooked and not pending.polling:
+                self._schedule(pending, self._next_delay(pending, now))
 
     def _emit(self, job_id: str, kind: JobEventKind, detail: str | None = None) -> None:
         if not self._listeners and not self._streams:
