@@ -99,7 +99,7 @@ async def polling(args: argparse.Namespace) -> str:
 
             async def collect(name: str, policy: tt.PollPolicy) -> None:
                 results.append(
-                    await run_mode(name, policy, args.jobs, (low, high), spread, args.seed)  # noqa: B023
+                    await run_mode(name, policy, args.jobs, (low, high), spread, args.seed)
                 )
 
             async with anyio.create_task_group() as tg:

@@ -16,8 +16,8 @@ import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import web
 from _common import free_port, ttapi_client
+from aiohttp import web
 
 import ttapi_async as tt
 

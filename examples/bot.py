@@ -39,7 +39,10 @@ async def answer(client: tt.Client, command: str) -> None:
         print(f"bot: sorry, {type(exc).__name__}: {exc}", flush=True)
         return
     paths = await client.save(result.as_snapshot(), OUT)
-    print(f"bot: here is {prompt!r}: {paths[0]} ({result.elapsed:.1f} s, via {result.source})", flush=True)
+    print(
+        f"bot: here is {prompt!r}: {paths[0]} ({result.elapsed:.1f} s, via {result.source})",
+        flush=True,
+    )
 
 
 async def main(commands: list[str] | None) -> None:

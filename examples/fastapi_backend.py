@@ -73,7 +73,9 @@ async def demo() -> None:
     """Run uvicorn on a free port, submit two jobs over HTTP, print the results."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(make_app(f"http://127.0.0.1:{port}"), port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            make_app(f"http://127.0.0.1:{port}"), port=port, log_level="warning", lifespan="on"
+        )
     )
     task = asyncio.ensure_future(server.serve())
     while not server.started:

@@ -458,3 +458,88 @@ async def test_result_models_are_frozen(serve: Serve) -> None:
         r = await c.images.generate(prompt="fox", model="gpt-image-1")
     with pytest.raises(AttributeError):
         r.created = 2  # type: ignore[misc]
+
+
+async def test_exhausted_timeout_sends_nothing(serve: Serve) -> None:
+    """timeout=0 (or less) raises RequestTimeout before anything is written."""
+    rec = Recorder(reply_json(OK_IMAGES))
+    async with client(await serve(rec.app())) as c:
+        for timeout in (0, -5):
+            with pytest.raises(tt.RequestTimeout) as info:
+                await c.images.generate(prompt="fox", model="gpt-image-1", timeout=timeout)
+            assert not info.value.request_sent
+    assert rec.seen == []
+
+
+async def test_one_deadline_across_redirect_hops(serve: Serve) -> None:
+    """Redirect hops share the call's deadline instead of restarting it."""
+
+    def hop(to: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(_: web.Request) -> web.StreamResponse:
+            await asyncio.sleep(0.3)
+            raise web.HTTPTemporaryRedirect(to)
+
+        return handler
+
+    rec = Recorder(hop("/hop1"), hop("/hop2"), hop("/hop3"), reply_json(OK_IMAGES))
+    async with client(await serve(rec.app())) as c:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(tt.RequestTimeout):
+            await c.gpt4o.fetch("j1", timeout=0.6)
+        assert loop.time() - start < 0.9
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "http://127.0.0.1:99999/x"])
+async def test_malformed_location_is_a_redirect_error(serve: Serve, location: str) -> None:
+    """A Location header that is not a URL raises RedirectError, not ValueError."""
+
+    async def bad(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=307, headers={"Location": location})
+
+    async with client(await serve(Recorder(bad).app())) as c:
+        with pytest.raises(tt.RedirectError, match="invalid Location"):
+            await c.gpt4o.fetch("j1")
+
+
+async def test_doubt_survives_a_later_definite_error(serve: Serve) -> None:
+    """With retry_unknown_outcome, a 500 then a 429 is still an unknown outcome."""
+    rec = Recorder(
+        reply_json({"status": "FAILED", "message": "boom", "data": None}, 500),
+        reply_json(
+            {"status": "FAILED", "message": "slow", "data": None}, 429, {"Retry-After": "3600"}
+        ),
+    )
+    policy = tt.RetryPolicy(initial_delay=0.01, retry_unknown_outcome=True)
+    async with client(await serve(rec.app()), retry=policy) as c:
+        with pytest.raises(tt.OutcomeUnknownError) as info:
+            await c.gpt4o.submit(prompt="draw")
+    assert isinstance(info.value.cause, tt.ServerError)
+    assert len(rec.seen) == 2
+
+
+async def test_malformed_http_reply_does_not_chain_the_key() -> None:
+    """An unparseable HTTP reply maps to ResponseFormatError without chaining aiohttp's error,
+    whose repr carries the request headers (and so the key)."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 abc nonsense\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with client(f"http://127.0.0.1:{port}") as c:
+            with pytest.raises(tt.TTAPIError) as info:
+                await c.gpt4o.fetch("j1")
+    finally:
+        server.close()
+        await server.wait_closed()
+    chain: list[BaseException] = []
+    exc: BaseException | None = info.value
+    while exc is not None:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    assert all("test-key-123" not in repr(e) and "test-key-123" not in str(e) for e in chain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -451,3 +452,64 @@ def test_json_codec_round_trip() -> None:
     """The JSON codec (stdlib or orjson) writes compact UTF-8."""
     assert _json.loads(_json.dumps({"a": "é"})) == {"a": "é"}
     assert b" " not in _json.dumps({"a": [1, 2]})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"status":"FAILED","message":"x","hookUrl":"https://h.example/t/SECRET-TOKEN',
+        b"status=FAILED&hookUrl=https%3A%2F%2Fh.example%2Ft%2FSECRET-TOKEN",
+        b'{"hookUrl":"https://h.example/t\\"SECRET-TOKEN"}',
+    ],
+)
+def test_hook_urls_hidden_even_in_broken_bodies(raw: bytes) -> None:
+    """Truncated JSON, form encoding and escaped quotes never leak a hook token."""
+    with pytest.raises(tt.ResponseFormatError) as info:
+        parse_fetch(200, {}, raw, "j")
+    assert "SECRET-TOKEN" not in str(info.value)
+    err = parse_error(500, {}, raw)
+    assert "SECRET-TOKEN" not in str(err)
+    assert "SECRET-TOKEN" not in err.body
+
+
+@pytest.mark.parametrize("status", [401, 429, 500])
+def test_not_found_words_do_not_override_the_status(status: int) -> None:
+    """A 401/429/5xx mentioning 'not found' keeps its own class."""
+    err = parse_error(
+        status,
+        {},
+        body({"status": "FAILED", "message": "key does not exist"}),
+        operation="gpt4o.fetch",
+    )
+    assert not isinstance(err, tt.JobNotFoundError)
+
+
+def test_parsers_survive_hostile_bodies() -> None:
+    """Deeply nested or odd JSON raises ResponseFormatError (or a status error), nothing else."""
+    hostile = [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"created": 1, "data": [{"b64_json": ["x"]}]}',
+        b'{"status": "SUCCESS", "data": {"jobId": 5}}',
+        b'{"status": ["ON_QUEUE"], "jobId": "j", "data": {}}',
+        b'{"status": "ON_QUEUE", "jobId": "j", '
+        b'"data": {"referImages": 5, "quota": {}, "finishTime": 3}}',
+        b"null",
+        b'"text"',
+        b"\xff\xfe",
+    ]
+    for raw in hostile:
+        for parse in (
+            lambda r: parse_images(200, {}, r),
+            lambda r: parse_submit(200, {}, r),
+            lambda r: parse_fetch(200, {}, r, "j"),
+            parse_callback,
+        ):
+            with contextlib.suppress(tt.TTAPIError):
+                parse(raw)
+        assert isinstance(parse_error(400, {}, raw), tt.APIStatusError)
+
+
+def test_unhashable_parameters_are_validation_errors() -> None:
+    """A list where a string belongs is a ValidationError, not a TypeError."""
+    with pytest.raises(tt.ValidationError, match="size"):
+        build_generate({"prompt": "x", "model": "gpt-image-1", "size": ["1024x1024"]})

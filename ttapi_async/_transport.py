@@ -229,13 +229,14 @@ class AiohttpTransport:
             raise RedirectError("too many redirects", status=status, headers=resp.headers)
         except _MAPPED as exc:
             mapped = _map_error(exc, state)
-            if isinstance(exc, aiohttp.ClientResponseError):
-                # Its repr carries the request's headers, the API key among them: do not
-                # chain it where error reporters would print it.
-                raise mapped from None
-            raise mapped from exc
+            if not isinstance(exc, aiohttp.ClientResponseError):
+                raise mapped from exc
+            # Its repr carries the request's headers, the API key among them: raise the
+            # mapped error outside this handler, so it is neither chained nor the context.
+            hidden = mapped
         finally:
             _STATE.reset(token)
+        raise hidden
 
     async def download(self, url: str, state: SendState, max_bytes: int) -> RawResponse:
         """GET an image from anywhere (a CDN, a signed blob URL), without the API key.
@@ -258,7 +259,7 @@ class AiohttpTransport:
                     chunks.append(chunk)
                 return RawResponse(resp.status, resp.headers, b"".join(chunks))
         except _MAPPED as exc:
-            raise _map_error(exc, state) from None
+            raise _map_error(exc, state) from exc
         finally:
             _STATE.reset(token)
 

@@ -98,6 +98,7 @@ class _Pending:
     """What the waiter knows about one job it is tracking. Strictly private."""
 
     __slots__ = (
+        "called_back",
         "done",
         "errors",
         "hooked",
@@ -107,7 +108,6 @@ class _Pending:
         "last_poll",
         "outcome",
         "polling",
-        "called_back",
         "running",
         "seq",
         "started",
