@@ -491,8 +491,10 @@ def test_parsers_survive_hostile_bodies() -> None:
         b'{"created": 1, "data": [{"b64_json": ["x"]}]}',
         b'{"status": "SUCCESS", "data": {"jobId": 5}}',
         b'{"status": ["ON_QUEUE"], "jobId": "j", "data": {}}',
-        b'{"status": "ON_QUEUE", "jobId": "j", '
-        b'"data": {"referImages": 5, "quota": {}, "finishTime": 3}}',
+        (
+            b'{"status": "ON_QUEUE", "jobId": "j", '
+            b'"data": {"referImages": 5, "quota": {}, "finishTime": 3}}'
+        ),
         b"null",
         b'"text"',
         b"\xff\xfe",
