@@ -55,10 +55,11 @@ def test_dense_where_jobs_finish_and_backoff_when_late() -> None:
     assert next_poll_delay(200.0, 7.0, model, NO_JITTER) == 8.0
 
 
-def test_not_enough_samples_keeps_backoff() -> None:
-    """Fewer than min_samples durations are not trusted."""
+def test_few_samples_give_the_early_edge_but_no_late_backoff() -> None:
+    """A few durations already place the first poll; the late edge needs min_samples."""
     model = learned(20, 90, n=5)
-    assert next_poll_delay(0.0, None, model, NO_JITTER) == 1.0
+    assert next_poll_delay(0.0, None, model, NO_JITTER) == model.quantile(0.0) + 1.0
+    assert next_poll_delay(200.0, 1.0, model, NO_JITTER) == 1.0
 
 
 def test_jitter_spreads_polls() -> None:
@@ -79,3 +80,10 @@ def test_duration_model_window_and_quantiles() -> None:
     assert model.quantile(0.0) == 1.0
     assert model.quantile(0.99) == 9.0
     assert DurationModel().quantile(0.5) == 0.0
+
+
+def test_late_edge_not_trusted_while_young() -> None:
+    """Early on only quick jobs have finished, so the late edge is underestimated: no backoff."""
+    model = learned(1.5, 2.0)  # the quick jobs of a batch are the only ones seen so far
+    assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=3.0) == 1.0
+    assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=60.0) == 1.5

@@ -13,7 +13,8 @@ yet". What makes a schedule good is *where* the polls fall:
   geometrically from ``dense_interval`` up to ``max_interval``. Only once the waiter has
   watched jobs for twice that long, though: early on, the finished jobs are only the quick
   ones (the slow ones have not finished yet), so the late edge is underestimated.
-* Before anything is learned, polls back off from ``initial_delay`` by ``growth``.
+* Before anything is learned, polls back off from ``initial_delay`` by ``growth``; the first
+  finished job switches every pending job to the learned schedule.
 
 The saving against fixed-interval polling is the dead time before the early edge: for
 jobs of 20-90 s, fixed 1 s polling sends about 55 fetches per job, this about 36, with the
@@ -50,7 +51,8 @@ class PollPolicy:
         early_quantile: the share of learned durations treated as "too early to finish".
         late_quantile: beyond this share of learned durations a job is unusually long and
             its polls back off.
-        min_samples: finished jobs needed before the learned schedule is used.
+        min_samples: finished jobs needed before the late edge is trusted (the early edge
+            is used from the first finished job on: it only needs the shortest durations).
         window: how many recent durations are remembered.
         adaptive: False polls every job on the plain backoff, learning nothing.
         backstop_interval: the gap between polls when a webhook receiver is expected to
@@ -60,8 +62,8 @@ class PollPolicy:
     initial_delay: float = 1.0
     growth: float = 1.5
     max_interval: float = 8.0
-    dense_interval: float = 0.95
-    jitter: float = 0.05
+    dense_interval: float = 1.0
+    jitter: float = 0.02
     early_quantile: float = 0.01
     late_quantile: float = 0.99
     min_samples: int = 20
@@ -136,14 +138,14 @@ def next_poll_delay(
     ``last_gap`` is the gap before the previous poll (None before the first poll);
     ``observed`` is how long the waiter has been watching jobs.
     """
-    if policy.adaptive and len(model) >= policy.min_samples:
+    if policy.adaptive and len(model) > 0:
         early = model.quantile(policy.early_quantile)
-        late = model.quantile(policy.late_quantile)
         if age < early:
             # Sleep through the dead time: the first poll lands one dense gap past the
             # early edge, where the first finishes can be seen.
             return _jittered(early - age + policy.dense_interval, policy, rng)
-        if age <= late or observed < 2 * late:
+        late = model.quantile(policy.late_quantile)
+        if len(model) < policy.min_samples or age <= late or observed < 2 * late:
             return _jittered(policy.dense_interval, policy, rng)
         base = max(last_gap or policy.dense_interval, policy.dense_interval)
         return _jittered(min(policy.max_interval, base * policy.growth), policy, rng)

@@ -449,9 +449,9 @@ class JobWaiter:
         if source == "poll" and not pending.hooked:
             # The job ended between the last "not yet" and this poll: record the midpoint.
             low = pending.last_poll if pending.last_poll is not None else pending.started
-            learning = len(self.durations) < self.policy.min_samples
+            first = len(self.durations) == 0
             self.durations.add((low + now) / 2 - pending.started)
-            if learning and len(self.durations) >= self.policy.min_samples:
+            if first:
                 self._replan(now)
         self._forget(pending)
         self._done[pending.job_id] = (time.monotonic() + self._result_ttl, outcome)
