@@ -67,8 +67,8 @@ def test_jitter_spreads_polls() -> None:
     policy = PollPolicy(jitter=0.2)
     rng = random.Random(1)
     delays = [next_poll_delay(0.0, None, DurationModel(), policy, rng) for _ in range(300)]
-    assert 0.8 <= min(delays) < 0.85
-    assert 1.15 < max(delays) <= 1.2
+    assert 0.8 <= min(delays) < 0.82
+    assert 0.98 < max(delays) <= 1.0
 
 
 def test_duration_model_window_and_quantiles() -> None:

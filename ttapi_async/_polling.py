@@ -13,8 +13,10 @@ yet". What makes a schedule good is *where* the polls fall:
   geometrically from ``dense_interval`` up to ``max_interval``. Only once the waiter has
   watched jobs for twice that long, though: early on, the finished jobs are only the quick
   ones (the slow ones have not finished yet), so the late edge is underestimated.
-* Before anything is learned, polls back off from ``initial_delay`` by ``growth``; the first
-  finished job switches every pending job to the learned schedule.
+* Before anything is learned, a few *probe* jobs (the oldest) poll on a backoff from
+  ``initial_delay`` by ``growth``, and the rest wait: a thousand jobs submitted together need
+  not all pay for discovering that none finishes in the first seconds. The first finished
+  job switches every pending job to the learned schedule.
 
 The saving against fixed-interval polling is the dead time before the early edge: for
 jobs of 20-90 s, fixed 1 s polling sends about 55 fetches per job, this about 36, with the
@@ -47,7 +49,9 @@ class PollPolicy:
         max_interval: the longest gap between two polls of one job.
         dense_interval: the gap where jobs are likely to finish; the mean detection delay
             is about half of it.
-        jitter: each gap is scaled by a random factor in ``[1 - jitter, 1 + jitter]``.
+        jitter: each gap is scaled by a random factor in ``[1 - jitter, 1]``: only ever
+            shortened, so no gap exceeds its nominal length (and no detection delay
+            exceeds what the policy promises).
         early_quantile: the share of learned durations treated as "too early to finish".
         late_quantile: beyond this share of learned durations a job is unusually long and
             its polls back off.
@@ -57,19 +61,23 @@ class PollPolicy:
         adaptive: False polls every job on the plain backoff, learning nothing.
         backstop_interval: the gap between polls when a webhook receiver is expected to
             deliver the result; polling is then only a safety net for lost callbacks.
+        probes: while nothing is learned, only this many jobs (the oldest) poll on the
+            cold-start backoff; the others check every ``2 * max_interval`` until the first
+            finished job teaches the early edge, which re-plans them all.
     """
 
     initial_delay: float = 1.0
     growth: float = 1.5
     max_interval: float = 8.0
     dense_interval: float = 1.0
-    jitter: float = 0.02
+    jitter: float = 0.05
     early_quantile: float = 0.01
     late_quantile: float = 0.99
     min_samples: int = 20
     window: int = 512
     adaptive: bool = True
     backstop_interval: float = 30.0
+    probes: int = 32
 
     @classmethod
     def fixed(cls, interval: float) -> PollPolicy:
@@ -121,7 +129,7 @@ class DurationModel:
 
 def _jittered(gap: float, policy: PollPolicy, rng: random.Random) -> float:
     if policy.jitter:
-        gap *= 1 + policy.jitter * (2 * rng.random() - 1)
+        gap *= 1 - policy.jitter * rng.random()
     return gap
 
 

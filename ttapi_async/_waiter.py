@@ -118,7 +118,9 @@ class _Pending:
         self.job_id = job_id
         self.started = started  # loop time the job was submitted (or first seen)
         self.hooked = hooked  # a callback is expected: poll only as a backstop
-        self.done = anyio.Event()
+        # Made by the first wait: a job tracked for its callback alone needs none, and
+        # 10,000 pending jobs should cost as little memory as possible.
+        self.done: anyio.Event | None = None
         self.outcome: JobResult | JobSnapshot | None = None  # result, or the FAILED snapshot
         self.waiters = 0
         self.seq = 0  # heap entries with an older seq are stale
@@ -179,6 +181,7 @@ class JobWaiter:
         self._closed = False
         self._listeners: list[Callable[[JobEvent], object]] = []
         self._since: float | None = None  # when the first job was tracked
+        self._probes: set[str] = set()  # cold-start probe jobs (see PollPolicy.probes)
         self._streams: list[MemoryObjectSendStream[JobEvent]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -199,7 +202,8 @@ class JobWaiter:
         """End every wait in progress; called by the client as it closes."""
         self._closed = True
         for pending in list(self._pending.values()):
-            pending.done.set()  # waiters see _closed and raise ClientClosedError
+            if pending.done is not None:
+                pending.done.set()  # waiters see _closed and raise ClientClosedError
         for stream in self._streams:
             stream.close()
 
@@ -239,6 +243,8 @@ class JobWaiter:
         pending.waiters += 1
         try:
             with anyio.fail_after(math.inf if seconds is None else seconds):
+                if pending.done is None:
+                    pending.done = anyio.Event()
                 await pending.done.wait()
         except TimeoutError:
             self.stats.timeouts += 1
@@ -337,6 +343,7 @@ class JobWaiter:
     def _forget(self, pending: _Pending) -> None:
         if self._pending.get(pending.job_id) is pending:
             del self._pending[pending.job_id]
+        self._probes.discard(pending.job_id)
         pending.seq += 1  # invalidates its heap entry
 
     def _next_delay(self, pending: _Pending, now: float) -> float:
@@ -345,6 +352,13 @@ class JobWaiter:
             return self.policy.backstop_interval
         if self._since is None:
             self._since = pending.started
+        if self.policy.adaptive and not len(self.durations):
+            # Cold start: a few probes discover the early edge for everyone.
+            probes = self._probes
+            if pending.job_id not in probes:
+                if len(probes) >= self.policy.probes:
+                    return 2 * self.policy.max_interval
+                probes.add(pending.job_id)
         return next_poll_delay(
             now - pending.started,
             pending.last_gap,
@@ -457,7 +471,8 @@ class JobWaiter:
         self._done[pending.job_id] = (time.monotonic() + self._result_ttl, outcome)
         while len(self._done) > _MAX_REMEMBERED:
             self._done.popitem(last=False)
-        pending.done.set()
+        if pending.done is not None:
+            pending.done.set()
         log.debug("job %s: %s via %s", pending.job_id, snap.status.value, source)
 
     def _replan(self, now: float) -> None:
