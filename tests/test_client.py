@@ -135,6 +135,7 @@ async def test_rate_limit_is_retried_after_retry_after(serve: Serve) -> None:
     assert waited >= 0.2
     assert r.http is not None
     assert r.http.attempts == 2
+    assert c.stats.retries == 1
 
 
 async def test_queue_full_is_retried_for_submit(serve: Serve) -> None:
@@ -203,6 +204,7 @@ async def test_server_error_on_billable_call_is_outcome_unknown(serve: Serve, st
         with pytest.raises(tt.OutcomeUnknownError) as info:
             await c.gpt4o.submit(prompt="draw")
     assert len(rec.seen) == 1
+    assert c.stats.outcome_unknown == 1
     assert isinstance(info.value.cause, tt.ServerError)
     assert info.value.cause.status == status
     assert info.value.__cause__ is info.value.cause

@@ -16,7 +16,7 @@ and ``ttapi_async.testing`` holds the emulator.
 
 from __future__ import annotations
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Client
+from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Client, ClientStats
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -75,6 +75,7 @@ __all__ = [
     "BadRequestError",
     "Client",
     "ClientClosedError",
+    "ClientStats",
     "ConnectError",
     "ConnectionDroppedError",
     "ContentPolicyError",

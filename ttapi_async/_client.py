@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 import anyio
+import attrs
 import stamina
 
 from ._errors import (
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from ._webhook import WebhookReceiver
 
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "Client"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "Client", "ClientStats"]
 
 log = logging.getLogger("ttapi_async")
 
@@ -59,6 +60,14 @@ DEFAULT_TIMEOUT: Final = 600.0
 
 T = TypeVar("T")
 Parser = Callable[[RawResponse, ResponseInfo], T]
+
+
+@attrs.define
+class ClientStats:
+    """Counters of one client: HTTP retries and billable calls left in doubt."""
+
+    retries: int = 0
+    outcome_unknown: int = 0
 
 
 class _State(enum.Enum):
@@ -152,6 +161,8 @@ class Client:
         self._transport: AiohttpTransport | None = None
         self._state = _State.UNOPENED
         self._tg: TaskGroup | None = None
+        #: Counters (retries, unknown outcomes); the waiter has its own (``waiter.stats``).
+        self.stats = ClientStats()
         #: The job waiter (see :class:`JobWaiter`); it runs while the client is open.
         self.waiter: Final = JobWaiter(
             self,
@@ -330,6 +341,7 @@ class Client:
             wait = policy.delay(exc, attempts, billable=spec.billable, remaining=remaining)
             if wait is None:
                 return False
+            self.stats.retries += 1
             log.info(
                 "%s: retry %d in %.2fs after %s", spec.operation, attempts, wait, type(exc).__name__
             )
@@ -461,6 +473,7 @@ class Client:
     def _raise_unknown(self, spec: RequestSpec, exc: TTAPIError, attempts: int) -> None:
         """Raise :class:`OutcomeUnknownError` if ``exc`` leaves a billable call in doubt."""
         if spec.billable and is_outcome_unknown(exc):
+            self.stats.outcome_unknown += 1
             log.warning(
                 "%s: outcome unknown after %d attempt(s): %s", spec.operation, attempts, exc
             )

@@ -353,12 +353,15 @@ class JobWaiter:
         if self._since is None:
             self._since = pending.started
         if self.policy.adaptive and not len(self.durations):
-            # Cold start: a few probes discover the early edge for everyone.
+            # Cold start: a few probes, polled densely, discover the early edge for all;
+            # the other jobs wait for that (see _replan), checking now and then.
             probes = self._probes
             if pending.job_id not in probes:
                 if len(probes) >= self.policy.probes:
                     return 2 * self.policy.max_interval
                 probes.add(pending.job_id)
+            if pending.last_gap is not None or pending.last_poll is not None:
+                return self.policy.dense_interval * (1 - self.policy.jitter * self._rng.random())
         return next_poll_delay(
             now - pending.started,
             pending.last_gap,
@@ -483,9 +486,13 @@ class JobWaiter:
         """
         if not self.policy.adaptive:
             return
+        early = self.durations.quantile(self.policy.early_quantile)
         for pending in self._pending.values():
             if pending.outcome is None and not pending.hooked and not pending.polling:
-                self._schedule(pending, self._next_delay(pending, now))
+                # A job already past the early edge may have finished while it waited for
+                # the probes: look now. The others sleep until their likely finish.
+                past_edge = now - pending.started >= early
+                self._schedule(pending, 0.0 if past_edge else self._next_delay(pending, now))
 
     def _emit(self, job_id: str, kind: JobEventKind, detail: str | None = None) -> None:
         if not self._listeners and not self._streams:
