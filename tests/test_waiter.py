@@ -329,3 +329,15 @@ async def test_asgi_adapter() -> None:
     statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
     assert statuses == [400, 405]
     assert token not in repr(rec)
+
+
+async def test_many_jobs_due_at_the_same_instant(emulator: Emulator) -> None:
+    """Jobs re-planned to the same instant (same due time) schedule without comparing jobs."""
+    emulator.job_duration = 0.2
+    async with sdk(emulator) as c:
+        start = anyio.current_time()
+        for i in range(50):
+            c.waiter.track(f"missing-{i}", started=start)  # unknown ids: polls fail, passing
+        c.waiter._replan(start)  # all due "now" with equal seq numbers
+        await anyio.sleep(0.3)
+        assert c.waiter.stats.polls_sent >= 50

@@ -206,10 +206,12 @@ class Client:
     ) -> None:
         tg, self._tg = self._tg, None
         self.waiter._close()  # noqa: SLF001 - waits in progress end with ClientClosedError
-        if tg is not None:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-        await self.aclose()
+        try:
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(None, None, None)
+        finally:
+            await self.aclose()
 
     @property
     def waiting_enabled(self) -> bool:

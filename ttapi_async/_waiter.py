@@ -174,7 +174,9 @@ class JobWaiter:
         self._rng = rng or random.Random()  # noqa: S311 - jitter
         self._pending: dict[str, _Pending] = {}
         self._done: OrderedDict[str, tuple[float, JobResult | JobSnapshot]] = OrderedDict()
-        self._heap: list[tuple[float, int, _Pending]] = []
+        # (due, tie-breaker, seq, job): the tie-breaker keeps two jobs due at the same instant
+        # from ever being compared themselves.
+        self._heap: list[tuple[float, int, int, _Pending]] = []
         self._counter = itertools.count()
         self._wake = anyio.Event()
         self._tg: TaskGroup | None = None
@@ -374,8 +376,8 @@ class JobWaiter:
     def _schedule(self, pending: _Pending, delay: float) -> None:
         pending.seq += 1
         due = anyio.current_time() + max(0.0, delay)
-        heapq.heappush(self._heap, (due, pending.seq, pending))
-        if self._heap[0][2] is pending:
+        heapq.heappush(self._heap, (due, next(self._counter), pending.seq, pending))
+        if self._heap[0][3] is pending:
             self._wake.set()  # the scheduler sleeps until the old head; wake it
 
     async def _schedule_forever(self, tg: TaskGroup) -> None:
@@ -383,7 +385,7 @@ class JobWaiter:
         while True:
             now = anyio.current_time()
             while heap and heap[0][0] <= now:
-                _, seq, pending = heapq.heappop(heap)
+                _, _, seq, pending = heapq.heappop(heap)
                 if seq != pending.seq or pending.outcome is not None or pending.polling:
                     continue  # stale entry, ended job, or a poll already in flight
                 pending.polling = True
