@@ -341,3 +341,21 @@ async def test_many_jobs_due_at_the_same_instant(emulator: Emulator) -> None:
         c.waiter._replan(start)  # all due "now" with equal seq numbers
         await anyio.sleep(0.3)
         assert c.waiter.stats.polls_sent >= 50
+
+
+async def test_callback_delayed_past_the_backstop(emulator: Emulator) -> None:
+    """The backstop poll ends the job first; the late callback is a harmless duplicate."""
+    emulator.job_duration = 0.1
+    emulator.callbacks = CallbackFaults(delay=0.8)
+    async with anyio.create_task_group() as tg:
+        rec = await served(tg)
+        policy = tt.PollPolicy(backstop_interval=0.3)
+        async with sdk(emulator, webhook=rec, poll_policy=policy) as c:
+            result = await c.gpt4o.generate(prompt="late hook", timeout=10)
+            assert result.source == "poll"
+            await anyio.sleep(1.0)  # the callback lands after the job ended
+            assert c.waiter.stats.callbacks_duplicate == 1
+            assert c.waiter.stats.succeeded == 1
+            assert c.waiter.pending == 0
+        tg.cancel_scope.cancel()
+    assert emulator.counters.callbacks_sent == 1

@@ -467,7 +467,14 @@ class JobWaiter:
         pending.outcome = outcome
         if source == "poll" and not pending.hooked:
             # The job ended between the last "not yet" and this poll: record the midpoint.
-            low = pending.last_poll if pending.last_poll is not None else pending.started
+            # Seen done on its first poll, it ended at most one dense gap before it (that is
+            # where the schedule puts first polls); half its age would drag the learned
+            # early edge, and with it every first poll, earlier and earlier.
+            low = (
+                pending.last_poll
+                if pending.last_poll is not None
+                else max(pending.started, now - self.policy.dense_interval)
+            )
             first = len(self.durations) == 0
             self.durations.add((low + now) / 2 - pending.started)
             if first:
