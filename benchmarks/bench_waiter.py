@@ -142,8 +142,8 @@ async def memory(args: argparse.Namespace) -> str:
     return line
 
 
-async def cpu(args: argparse.Namespace) -> str:
-    """The client's CPU per poll with 10,000 jobs pending, the emulator in another process."""
+def start_emulator(duration: float) -> tuple[subprocess.Popen[str], str]:
+    """The emulator in its own process (key "k", fixed job duration); returns it and its URL."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -154,14 +154,20 @@ async def cpu(args: argparse.Namespace) -> str:
             "--api-key",
             "k",
             "--job-duration",
-            "600",
-            "600",
+            str(duration),
+            str(duration),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
-    url = next(w for w in proc.stdout.readline().split() if w.startswith("http://")).rstrip("/")
+    url = next(w for w in proc.stdout.readline().split() if w.startswith("http://"))
+    return proc, url.rstrip("/")
+
+
+async def cpu(args: argparse.Namespace) -> str:
+    """The client's CPU per poll with 10,000 jobs pending, the emulator in another process."""
+    proc, url = start_emulator(600.0)
     try:
         policy = tt.PollPolicy.fixed(args.interval)
         async with tt.Client(
@@ -224,24 +230,7 @@ async def webhook(args: argparse.Namespace) -> str:
     """Callback arrival to wake-up latency at ``rate`` callbacks/s, confirmation off and on."""
     lines = []
     for confirm in (False, True):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ttapi_async.testing",
-                "--port",
-                "0",
-                "--api-key",
-                "k",
-                "--job-duration",
-                "1",
-                "1",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        url = next(w for w in proc.stdout.readline().split() if w.startswith("http://")).rstrip("/")
+        proc, url = start_emulator(1.0)
         try:
             import socket  # noqa: PLC0415
 

@@ -467,13 +467,14 @@ class JobWaiter:
         pending.outcome = outcome
         if source == "poll" and not pending.hooked:
             # The job ended between the last "not yet" and this poll: record the midpoint.
-            # Seen done on its first poll, it ended at most one dense gap before it (that is
-            # where the schedule puts first polls); half its age would drag the learned
-            # early edge, and with it every first poll, earlier and earlier.
+            # Seen done on its *first* poll, which the schedule puts one dense gap past the
+            # learned early edge, it is recorded at that edge: half its age would drag the
+            # edge (and every first poll) earlier and earlier, the upper part of the gap
+            # later and later. The edge still moves up when jobs get slower.
             low = (
                 pending.last_poll
                 if pending.last_poll is not None
-                else max(pending.started, now - self.policy.dense_interval)
+                else max(pending.started, now - 2 * self.policy.dense_interval)
             )
             first = len(self.durations) == 0
             self.durations.add((low + now) / 2 - pending.started)
