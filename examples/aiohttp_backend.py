@@ -15,8 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 
-import aiohttp
-from _common import free_port, ttapi_client
+from _common import exercise, free_port, ttapi_client
 from aiohttp import web
 
 import ttapi_async as tt
@@ -69,14 +68,7 @@ async def demo() -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            ids = []
-            for prompt in ("draw a lighthouse", "draw a fox"):
-                async with http.post("/images", json={"prompt": prompt}) as resp:
-                    ids.append((await resp.json())["job_id"])
-            for job_id in ids:
-                async with http.get(f"/images/{job_id}", params={"wait": "30"}) as resp:
-                    print("result:", await resp.json(), flush=True)
+        await exercise(f"http://127.0.0.1:{port}")
     finally:
         await runner.cleanup()
 

@@ -16,9 +16,8 @@ import os
 import sys
 from collections.abc import AsyncIterator
 
-import aiohttp
 import uvicorn
-from _common import free_port, ttapi_client
+from _common import exercise, free_port, ttapi_client
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
@@ -81,14 +80,7 @@ async def demo() -> None:
     while not server.started:
         await asyncio.sleep(0.05)
     try:
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            ids = []
-            for prompt in ("draw a lighthouse", "draw a fox"):
-                async with http.post("/images", json={"prompt": prompt}) as resp:
-                    ids.append((await resp.json())["job_id"])
-            for job_id in ids:
-                async with http.get(f"/images/{job_id}", params={"wait": "30"}) as resp:
-                    print("result:", await resp.json(), flush=True)
+        await exercise(f"http://127.0.0.1:{port}")
     finally:
         server.should_exit = True
         await task
