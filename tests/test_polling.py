@@ -41,7 +41,7 @@ def test_learned_schedule_skips_the_dead_time() -> None:
     """A young job's first poll lands one dense gap past the early edge of learned durations."""
     model = learned(20, 90)
     first = next_poll_delay(0.0, None, model, NO_JITTER)
-    assert first == model.quantile(0.01) + 1.0
+    assert first == model.early_edge(0.01) + 1.0
     assert 21.0 <= first <= 23.0
     assert next_poll_delay(5.0, None, model, NO_JITTER) == first - 5.0
 
@@ -58,7 +58,7 @@ def test_dense_where_jobs_finish_and_backoff_when_late() -> None:
 def test_few_samples_give_the_early_edge_but_no_late_backoff() -> None:
     """A few durations already place the first poll; the late edge needs min_samples."""
     model = learned(20, 90, n=5)
-    assert next_poll_delay(0.0, None, model, NO_JITTER) == model.quantile(0.0) + 1.0
+    assert next_poll_delay(0.0, None, model, NO_JITTER) == model.early_edge(0.0) + 1.0
     assert next_poll_delay(200.0, 1.0, model, NO_JITTER) == 1.0
 
 
@@ -87,3 +87,21 @@ def test_late_edge_not_trusted_while_young() -> None:
     model = learned(1.5, 2.0)  # the quick jobs of a batch are the only ones seen so far
     assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=3.0) == 1.0
     assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=60.0) == 1.5
+
+
+def test_a_job_in_the_zone_never_sleeps_again() -> None:
+    """Once polled past the edge, a job stays dense even if the learned edge moves up."""
+    model = learned(20, 90)
+    assert next_poll_delay(10.0, 1.0, model, NO_JITTER) > 10.0
+    assert next_poll_delay(10.0, 1.0, model, NO_JITTER, in_zone=True) == 1.0
+
+
+def test_early_edge_remembers_the_shortest_jobs() -> None:
+    """The early edge comes from all durations seen, not from a window of recent ones."""
+    model = DurationModel(window=10)
+    for d in (20.0, 21.0, 22.0):
+        model.add(d)
+    for _ in range(50):
+        model.add(80.0)  # a burst drains: only slow jobs finish now
+    assert model.quantile(0.01) == 80.0
+    assert model.early_edge(0.01) == 20.0

@@ -99,12 +99,19 @@ class DurationModel:
     the poll that saw it done; the midpoint is recorded.
     """
 
-    __slots__ = ("_recent", "_sorted", "window")
+    __slots__ = ("_lowest", "_recent", "_sorted", "count", "window")
+
+    _KEEP_LOWEST: Final = 64
 
     def __init__(self, window: int = 512) -> None:
         self.window = window
         self._recent: deque[float] = deque()
         self._sorted: list[float] = []
+        # The shortest durations ever seen: the early edge comes from these, because a
+        # window of *recent* finishes drifts up whenever arrivals slow down (at the end of
+        # a burst only the slow jobs are still finishing), and a too-late edge costs delay.
+        self._lowest: list[float] = []
+        self.count = 0
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -113,11 +120,25 @@ class DurationModel:
         """Remember one finished job's duration (the oldest is forgotten past ``window``)."""
         if duration < 0:
             return
+        self.count += 1
+        if len(self._lowest) < self._KEEP_LOWEST or duration < self._lowest[-1]:
+            bisect.insort(self._lowest, duration)
+            del self._lowest[self._KEEP_LOWEST :]
         self._recent.append(duration)
         bisect.insort(self._sorted, duration)
         if len(self._recent) > self.window:
             old = self._recent.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, old)]
+
+    def early_edge(self, q: float) -> float:
+        """The ``q`` quantile of all durations ever seen, for small ``q``; 0.0 when none.
+
+        Exact while ``q * count`` stays within the shortest durations kept; beyond that,
+        the longest of them (a low, safe estimate).
+        """
+        if not self._lowest:
+            return 0.0
+        return self._lowest[min(len(self._lowest) - 1, int(q * self.count))]
 
     def quantile(self, q: float) -> float:
         """The ``q`` quantile of the remembered durations (0.0 when none)."""
@@ -140,15 +161,19 @@ def next_poll_delay(
     policy: PollPolicy,
     rng: random.Random = _RNG,
     observed: float = math.inf,
+    in_zone: bool = False,
 ) -> float:
     """Seconds from now until the next poll of a job that is ``age`` seconds old.
 
     ``last_gap`` is the gap before the previous poll (None before the first poll);
-    ``observed`` is how long the waiter has been watching jobs.
+    ``observed`` is how long the waiter has been watching jobs; ``in_zone`` says the job
+    was already polled past the early edge. Such a job never goes back to sleep, even if
+    the learned edge has since moved up (recent finishes are not always a fair sample:
+    at the end of a burst only the slow jobs are still finishing).
     """
     if policy.adaptive and len(model) > 0:
-        early = model.quantile(policy.early_quantile)
-        if age < early:
+        early = model.early_edge(policy.early_quantile)
+        if age < early and not in_zone:
             # Sleep through the dead time: the first poll lands one dense gap past the
             # early edge, where the first finishes can be seen.
             return _jittered(early - age + policy.dense_interval, policy, rng)

@@ -102,6 +102,7 @@ class _Pending:
         "done",
         "errors",
         "hooked",
+        "in_zone",
         "job_id",
         "last_error",
         "last_gap",
@@ -131,6 +132,7 @@ class _Pending:
         self.polling = False
         self.running = False
         self.called_back = False  # a callback arrived (and a confirming poll may follow)
+        self.in_zone = False  # polled past the learned early edge: stays dense from then on
 
 
 class JobWaiter:
@@ -354,7 +356,14 @@ class JobWaiter:
             return self.policy.backstop_interval
         if self._since is None:
             self._since = pending.started
-        if self.policy.adaptive and not len(self.durations):
+        durations = self.durations
+        if (
+            not pending.in_zone
+            and len(durations)
+            and now - pending.started >= durations.early_edge(self.policy.early_quantile)
+        ):
+            pending.in_zone = True
+        if self.policy.adaptive and not len(durations):
             # Cold start: a few probes, polled densely, discover the early edge for all;
             # the other jobs wait for that (see _replan), checking now and then.
             probes = self._probes
@@ -371,6 +380,7 @@ class JobWaiter:
             self.policy,
             self._rng,
             observed=now - self._since,
+            in_zone=pending.in_zone,
         )
 
     def _schedule(self, pending: _Pending, delay: float) -> None:
@@ -467,14 +477,16 @@ class JobWaiter:
         pending.outcome = outcome
         if source == "poll" and not pending.hooked:
             # The job ended between the last "not yet" and this poll: record the midpoint.
-            # Seen done on its *first* poll, which the schedule puts one dense gap past the
-            # learned early edge, it is recorded at that edge: half its age would drag the
-            # edge (and every first poll) earlier and earlier, the upper part of the gap
-            # later and later. The edge still moves up when jobs get slower.
+            # Seen done on its *first* poll (which the schedule puts one dense gap past the
+            # learned early edge) it is recorded half a gap *below* that edge. So while
+            # more than a few jobs are already done at their first poll, the edge creeps
+            # down, and it settles where first polls catch about `early_quantile` of the
+            # jobs. (Recorded at the edge itself, a too-late edge, e.g. the first of 32
+            # probes to finish, would never come down; at half the age, it would collapse.)
             low = (
                 pending.last_poll
                 if pending.last_poll is not None
-                else max(pending.started, now - 2 * self.policy.dense_interval)
+                else max(pending.started, now - 3 * self.policy.dense_interval)
             )
             first = len(self.durations) == 0
             self.durations.add((low + now) / 2 - pending.started)
@@ -496,7 +508,7 @@ class JobWaiter:
         """
         if not self.policy.adaptive:
             return
-        early = self.durations.quantile(self.policy.early_quantile)
+        early = self.durations.early_edge(self.policy.early_quantile)
         for pending in self._pending.values():
             if pending.outcome is None and not pending.hooked and not pending.polling:
                 # A job already past the early edge may have finished while it waited for
