@@ -38,7 +38,7 @@ async def answer(client: tt.Client, command: str) -> None:
     except tt.TTAPIError as exc:
         print(f"bot: sorry, {type(exc).__name__}: {exc}", flush=True)
         return
-    paths = await client.save(result.as_snapshot(), OUT)
+    paths = await client.save(result, OUT)
     print(
         f"bot: here is {prompt!r}: {paths[0]} ({result.elapsed:.1f} s, via {result.source})",
         flush=True,

@@ -32,7 +32,7 @@ from ._errors import (
 )
 from ._files import safe_stem, write_atomic
 from ._images import EXTENSIONS, sniff_mime
-from ._models import ImageData, ImagesResponse, JobSnapshot, ResponseInfo
+from ._models import ImageData, ImagesResponse, JobResult, JobSnapshot, ResponseInfo
 from ._polling import PollPolicy
 from ._protocol import RequestSpec, parse_error
 from ._retry import RetryPolicy, is_outcome_unknown
@@ -417,7 +417,7 @@ class Client:
 
     async def save(
         self,
-        result: ImagesResponse | JobSnapshot,
+        result: ImagesResponse | JobSnapshot | JobResult,
         directory: str | os.PathLike[str],
         *,
         stem: str | None = None,
@@ -431,6 +431,8 @@ class Client:
         written atomically.
         """
         folder = Path(directory)
+        if isinstance(result, JobResult):
+            result = result.as_snapshot()
         sources: list[ImageData | str] = []
         if isinstance(result, JobSnapshot):
             if not result.image_url:

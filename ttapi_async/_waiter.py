@@ -478,15 +478,13 @@ class JobWaiter:
         if source == "poll" and not pending.hooked:
             # The job ended between the last "not yet" and this poll: record the midpoint.
             # Seen done on its *first* poll (which the schedule puts one dense gap past the
-            # learned early edge) it is recorded half a gap *below* that edge. So while
-            # more than a few jobs are already done at their first poll, the edge creeps
-            # down, and it settles where first polls catch about `early_quantile` of the
-            # jobs. (Recorded at the edge itself, a too-late edge, e.g. the first of 32
-            # probes to finish, would never come down; at half the age, it would collapse.)
+            # learned early edge), it is recorded at that edge: half its age would drag the
+            # edge, and every first poll, ever earlier. The edge itself is corrected for
+            # small samples in DurationModel.early_edge.
             low = (
                 pending.last_poll
                 if pending.last_poll is not None
-                else max(pending.started, now - 3 * self.policy.dense_interval)
+                else max(pending.started, now - 2 * self.policy.dense_interval)
             )
             first = len(self.durations) == 0
             self.durations.add((low + now) / 2 - pending.started)
