@@ -67,3 +67,21 @@ def test_api_error_exit_code(tmp_path: Path) -> None:
     proc = run("generate", "x", "--base-url", "http://127.0.0.1:9", "--out", str(tmp_path), key="k")
     assert proc.returncode == 3
     assert "ConnectError" in proc.stderr
+
+
+def test_4o_job_waits_and_saves(tmp_path: Path) -> None:
+    """`ttapi-async 4o` submits a job, waits for it and saves the image."""
+    proc = run("4o", "draw a lighthouse", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "job " in proc.stderr
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1
+    with Image.open(files[0]) as img:
+        assert img.format == "PNG"
+
+
+def test_4o_failed_job_exit_code(tmp_path: Path) -> None:
+    """A job TTAPI fails ends with exit code 5 and the reason."""
+    proc = run("4o", "[fail] draw", "--out", str(tmp_path))
+    assert proc.returncode == 5
+    assert "failed" in proc.stderr

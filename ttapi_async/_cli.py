@@ -16,17 +16,18 @@ from typing import Any, TypeVar
 import click
 
 from ._client import Client
-from ._errors import OutcomeUnknownError, TTAPIError, ValidationError
+from ._errors import JobFailedError, OutcomeUnknownError, TTAPIError, ValidationError
 from ._files import safe_stem
-from ._models import ImagesResponse
+from ._models import ImagesResponse, JobResult
 
 
 T = TypeVar("T")
 
 #: Exit codes: 0 success; 2 bad usage or a parameter rule; 3 an API or network error;
-#: 4 a billable request whose outcome is unknown; 130 interrupted.
+#: 4 a billable request whose outcome is unknown; 5 a 4o-image job that failed; 130 interrupted.
 EXIT_API_ERROR = 3
 EXIT_OUTCOME_UNKNOWN = 4
+EXIT_JOB_FAILED = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -64,6 +65,9 @@ def _run(main: Callable[[], Awaitable[T]]) -> T:
     except OutcomeUnknownError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_OUTCOME_UNKNOWN)
+    except JobFailedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_JOB_FAILED)
     except TTAPIError as exc:
         click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_API_ERROR)
@@ -78,7 +82,7 @@ def _produce(
     timeout: float,
     out: Path,
     prompt: str,
-    call: Callable[[Client], Awaitable[ImagesResponse]],
+    call: Callable[[Client], Awaitable[ImagesResponse | JobResult]],
 ) -> None:
     """Run one generating call (on TTAPI or the emulator), save its images, print paths."""
 
@@ -87,7 +91,9 @@ def _produce(
             result = await call(client)
             for path in await client.save(result, out, stem=safe_stem(prompt)):
                 click.echo(str(path))
-            if result.usage is not None:
+            if isinstance(result, JobResult):
+                click.echo(f"job {result.job_id}: {result.elapsed:.1f} s", err=True)
+            elif result.usage is not None:
                 click.echo(f"usage: {result.usage.total_tokens} tokens", err=True)
 
     _run(run)
@@ -225,6 +231,31 @@ def dalle3(
         out,
         prompt,
         lambda client: client.dalle3.generate(prompt=prompt, size=size, quality=quality),
+    )
+
+
+@main.command(name="4o")
+@click.argument("prompt")
+@click.option("--refer", "refer", multiple=True, help="URL of a reference image (repeatable).")
+@common
+def gpt4o(
+    prompt: str,
+    refer: tuple[str, ...],
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float,
+    out: Path,
+) -> None:
+    """Run one 4o-image job for PROMPT, wait for it and save the image to --out."""
+    _produce(
+        api_key,
+        base_url,
+        timeout,
+        out,
+        prompt,
+        lambda client: client.gpt4o.generate(
+            prompt=prompt, refer_images=list(refer) or None, timeout=timeout
+        ),
     )
 
 
