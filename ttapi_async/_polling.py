@@ -13,8 +13,8 @@ yet". What makes a schedule good is *where* the polls fall:
   geometrically from ``dense_interval`` up to ``max_interval``. Only once the waiter has
   watched jobs for twice that long, though: early on, the finished jobs are only the quick
   ones (the slow ones have not finished yet), so the late edge is underestimated.
-* Before anything is learned, a few *probe* jobs (the oldest) poll on a backoff from
-  ``initial_delay`` by ``growth``, and the rest wait: a thousand jobs submitted together need
+* Before anything is learned, a few *probe* jobs (the oldest) poll every
+  ``dense_interval`` after ``initial_delay``, and the rest wait: a thousand jobs submitted together need
   not all pay for discovering that none finishes in the first seconds. The first finished
   job switches every pending job to the learned schedule.
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._errors import RequestTimeout, ValidationError
+from ._errors import OutcomeUnknownError, RequestTimeout, ValidationError
 from ._images import sniff
 from ._models import ImagesResponse, JobResult, JobSnapshot, ResponseInfo
 from ._protocol import (
@@ -309,11 +309,14 @@ class GPT4o(_Resource):
         """
         client = self._client
         receiver = client.webhook if hook_url is None else None
+        if receiver is not None and extra_body and "hookUrl" in extra_body:
+            raise ValidationError(
+                "extra_body", "hookUrl", "pass hook_url= (the webhook receiver makes hook URLs)"
+            )
         token = None
         if receiver is not None:
             # The token is registered before the POST: a callback may beat the reply.
             token, hook_url = receiver.register()
-        spec = build_submit_4o(prompt, refer_images, hook_url, extra_body)
         started = asyncio.get_running_loop().time()
 
         def parse(raw: RawResponse, info: ResponseInfo) -> Job:
@@ -321,7 +324,12 @@ class GPT4o(_Resource):
             return Job(job_id, self, info, submitted_at=started)
 
         try:
+            spec = build_submit_4o(prompt, refer_images, hook_url, extra_body)
             job = await client._call(spec, parse, client.deadline(timeout))  # noqa: SLF001
+        except OutcomeUnknownError:
+            # The job may exist: its callback (to this token) is the one way to learn its
+            # id, so the token stays registered until it expires.
+            raise
         except BaseException:
             if receiver is not None and token is not None:
                 receiver.release(token)

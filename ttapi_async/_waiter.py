@@ -55,6 +55,7 @@ from ._models import JobEvent, JobEventKind, JobResult, JobSnapshot, JobStatus, 
 from ._polling import DurationModel, PollPolicy, next_poll_delay
 from ._protocol import build_fetch, parse_fetch
 from ._retry import RetryPolicy
+from ._rules import check_fetch
 from ._transport import RawResponse
 from ._types import NOT_GIVEN, Timeout
 
@@ -109,6 +110,7 @@ class _Pending:
         "last_poll",
         "outcome",
         "polling",
+        "repoll",
         "running",
         "seq",
         "started",
@@ -130,6 +132,7 @@ class _Pending:
         self.errors = 0
         self.last_error: BaseException | None = None
         self.polling = False
+        self.repoll = False  # a poll fell due (say, a callback) while one was in flight
         self.running = False
         self.called_back = False  # a callback arrived (and a confirming poll may follow)
         self.in_zone = False  # polled past the learned early edge: stays dense from then on
@@ -186,6 +189,7 @@ class JobWaiter:
         self._listeners: list[Callable[[JobEvent], object]] = []
         self._since: float | None = None  # when the first job was tracked
         self._probes: set[str] = set()  # cold-start probe jobs (see PollPolicy.probes)
+        self._on_end: Callable[[str], object] | None = None  # the receiver's token clean-up
         self._streams: list[MemoryObjectSendStream[JobEvent]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -231,8 +235,7 @@ class JobWaiter:
         """
         job_id = job if isinstance(job, str) else job.job_id
         started = None if isinstance(job, str) else job.submitted_at
-        if not job_id:
-            raise ValidationError("job_id", job_id, "a non-empty job id string is required")
+        check_fetch(job_id)
         if self._closed:
             raise ClientClosedError("the client is closed")
         if self._tg is None:
@@ -251,6 +254,8 @@ class JobWaiter:
                     pending.done = anyio.Event()
                 await pending.done.wait()
         except TimeoutError:
+            if pending.outcome is not None:  # resolved in the deadline's own loop step
+                return self._deliver(job_id, pending.outcome)
             self.stats.timeouts += 1
             self._emit(job_id, JobEventKind.TIMED_OUT, f"after {seconds} s")
             raise JobTimeoutError(job_id, seconds, pending.last_error) from None
@@ -396,8 +401,13 @@ class JobWaiter:
             now = anyio.current_time()
             while heap and heap[0][0] <= now:
                 _, _, seq, pending = heapq.heappop(heap)
-                if seq != pending.seq or pending.outcome is not None or pending.polling:
-                    continue  # stale entry, ended job, or a poll already in flight
+                if seq != pending.seq or pending.outcome is not None:
+                    continue  # a stale entry, or a job that ended
+                if pending.polling:
+                    # A poll is in flight; its reply may predate what made this one due (a
+                    # callback, say), so poll again as soon as it returns.
+                    pending.repoll = True
+                    continue
                 pending.polling = True
                 tg.start_soon(self._poll, pending)
             wait = heap[0][0] - now if heap else math.inf
@@ -413,8 +423,16 @@ class JobWaiter:
                 if pending.outcome is not None or self._pending.get(pending.job_id) is not pending:
                     return
                 await self._poll_once(pending)
+        except Exception:  # a bug here must not take the scheduler (and the client) down
+            log.exception("job %s: unexpected error while polling", pending.job_id)
+            if self._pending.get(pending.job_id) is pending:
+                self._schedule(pending, self.policy.max_interval)
         finally:
             pending.polling = False
+            if pending.repoll:
+                pending.repoll = False
+                if pending.outcome is None and self._pending.get(pending.job_id) is pending:
+                    self._schedule(pending, 0.0)
 
     async def _poll_once(self, pending: _Pending) -> None:
         client = self._client
@@ -432,18 +450,29 @@ class JobWaiter:
         except TTAPIError as exc:
             # Passing, whatever it is: a paid job is never failed because a poll went wrong.
             self.stats.poll_errors += 1
+            if self._pending.get(job_id) is not pending:
+                return  # forgotten while the poll was in flight (its wait ended)
             pending.errors += 1
             pending.last_error = exc
             hint = exc.retry_after if isinstance(exc, RateLimitError | QueueFullError) else None
             backoff = min(
                 self.policy.max_interval, self.policy.dense_interval * 2 ** min(pending.errors, 6)
             )
+            if pending.hooked:
+                backoff = max(backoff, self.policy.backstop_interval)
             log.info(
                 "job %s: poll error %s; next poll in %.1fs", job_id, type(exc).__name__, backoff
             )
             self._schedule(pending, max(backoff, hint or 0.0))
             return
         now = anyio.current_time()
+        current = self._pending.get(job_id)
+        if current is not pending:
+            # The entry was forgotten while the poll was in flight (its wait ended) and
+            # maybe replaced by a new wait's: hand a final answer to that one, drop the rest.
+            if current is not None and snap.is_terminal:
+                self._resolve(current, snap, source="poll", polled_at=now)
+            return
         pending.errors = 0
         if snap.is_terminal:
             self._resolve(pending, snap, source="poll", polled_at=now)
@@ -475,7 +504,7 @@ class JobWaiter:
             self.stats.failed += 1
             self._emit(pending.job_id, JobEventKind.FAILED, snap.message)
         pending.outcome = outcome
-        if source == "poll" and not pending.hooked:
+        if source == "poll" and not pending.hooked and snap.succeeded:
             # The job ended between the last "not yet" and this poll: record the midpoint.
             # Seen done on its *first* poll (which the schedule puts one dense gap past the
             # learned early edge), it is recorded at that edge: half its age would drag the
@@ -492,6 +521,8 @@ class JobWaiter:
                 self._replan(now)
         self._forget(pending)
         self._done[pending.job_id] = (time.monotonic() + self._result_ttl, outcome)
+        if self._on_end is not None:
+            self._on_end(pending.job_id)
         while len(self._done) > _MAX_REMEMBERED:
             self._done.popitem(last=False)
         if pending.done is not None:

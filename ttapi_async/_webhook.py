@@ -65,6 +65,10 @@ class WebhookReceiver:
             ``/<token>``.
         max_body: larger callbacks are refused (413).
         token_ttl: seconds a job's token stays valid after the submit.
+        grace: seconds a token stays valid after its job ended (late duplicates get 200).
+
+    The token is in the URL path: keep access logs off for this route, or scrub them
+    (:meth:`serve` logs nothing; an aiohttp or uvicorn app you mount it in may).
 
     Pass it to the client (``Client(webhook=receiver)``), then mount it:
     ``receiver.add_to_app(app)`` for aiohttp, ``app.mount(path, receiver.asgi_app)`` for
@@ -77,12 +81,14 @@ class WebhookReceiver:
         *,
         max_body: int = 256 * 1024,
         token_ttl: float = 3 * 3600.0,
+        grace: float = 600.0,
     ) -> None:
         if not public_url.startswith(("http://", "https://")):
             raise ValidationError("public_url", public_url, "an http(s) URL is required")
         self.public_url: Final = public_url.rstrip("/")
         self.max_body = max_body
         self.token_ttl = token_ttl
+        self.grace = grace
         self._hooks: OrderedDict[str, _Hook] = OrderedDict()
         self._by_job: dict[str, str] = {}
         self._waiter: JobWaiter | None = None
@@ -96,6 +102,14 @@ class WebhookReceiver:
 
     def _attach(self, waiter: JobWaiter) -> None:
         self._waiter = waiter
+        waiter._on_end = self._job_ended  # noqa: SLF001
+
+    def _job_ended(self, job_id: str) -> None:
+        """Keep a finished job's token only for the grace period (late duplicates)."""
+        token = self._by_job.pop(job_id, None)
+        hook = None if token is None else self._hooks.get(token)
+        if hook is not None:
+            hook.expires = min(hook.expires, time.monotonic() + self.grace)
 
     def register(self) -> tuple[str, str]:
         """Mint a token before a submit; returns ``(token, hook_url)``."""
@@ -113,7 +127,14 @@ class WebhookReceiver:
         self._by_job[job_id] = token
         if hook.early is not None:
             early, hook.early = hook.early, None
-            self._deliver(early)
+            if early.job_id == job_id:
+                self._deliver(early)
+            else:  # a callback for another job on this token: forged or misrouted
+                self.refused += 1
+                self._count_refused()
+                log.warning(
+                    "webhook: early callback for job %s on another job's hook", early.job_id
+                )
 
     def release(self, token: str) -> None:
         """Forget a token whose submit failed."""
@@ -148,6 +169,7 @@ class WebhookReceiver:
             return 400, "bad callback"
 
     def _handle(self, token: str, body: bytes) -> tuple[int, str]:
+        self._purge()
         hook = self._hooks.get(token)
         if hook is None or hook.expires < time.monotonic():
             self.refused += 1
@@ -192,9 +214,16 @@ class WebhookReceiver:
         token = request.match_info.get("token") or request.path.rstrip("/").rsplit("/", 1)[-1]
         if request.content_length is not None and request.content_length > self.max_body:
             self.refused += 1
+            self._count_refused()
             return web.Response(status=413, text="too large")
-        body = await request.content.read(self.max_body + 1)
-        status, text = self.handle(token, body)
+        # read(n) returns what has arrived so far; a body may come in several segments.
+        body = bytearray()
+        while len(body) <= self.max_body:
+            chunk = await request.content.read(self.max_body + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+        status, text = self.handle(token, bytes(body))
         return web.Response(status=status, text=text)
 
     def add_to_app(self, app: web.Application, path: str | None = None) -> None:
@@ -221,10 +250,13 @@ class WebhookReceiver:
         more = True
         while more:
             message = await receive()
+            if message.get("type") == "http.disconnect":
+                return  # the sender went away: nothing to answer, nothing accepted
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
                 self.refused += 1
+                self._count_refused()
                 await _asgi_reply(send, 413, "too large")
                 return
             chunks.append(chunk)
