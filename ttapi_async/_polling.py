@@ -14,9 +14,9 @@ yet". What makes a schedule good is *where* the polls fall:
   watched jobs for twice that long, though: early on, the finished jobs are only the quick
   ones (the slow ones have not finished yet), so the late edge is underestimated.
 * Before anything is learned, a few *probe* jobs (the oldest) poll every
-  ``dense_interval`` after ``initial_delay``, and the rest wait: a thousand jobs submitted together need
-  not all pay for discovering that none finishes in the first seconds. The first finished
-  job switches every pending job to the learned schedule.
+  ``dense_interval`` after ``initial_delay``, and the rest wait: a thousand jobs submitted
+  together need not all pay for discovering that none finishes in the first seconds. The
+  first finished job switches every pending job to the learned schedule.
 
 The saving against fixed-interval polling is the dead time before the early edge: for
 jobs of 20-90 s, fixed 1 s polling sends about 55 fetches per job, this about 36, with the
