@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Any
 
 import aiohttp
 import anyio
@@ -195,10 +196,11 @@ async def test_event_stream(emulator: Emulator) -> None:
     async with sdk(emulator) as c, c.waiter.events() as events:
         await c.gpt4o.generate(prompt="streamed", timeout=10)
         kinds = []
-        async for event in events:
-            kinds.append(event.kind)
-            if event.kind is tt.JobEventKind.SUCCEEDED:
-                break
+        with anyio.fail_after(5):  # fail, not hang, if SUCCEEDED never comes
+            async for event in events:
+                kinds.append(event.kind)
+                if event.kind is tt.JobEventKind.SUCCEEDED:
+                    break
     assert kinds[0] is tt.JobEventKind.QUEUED
 
 
@@ -313,22 +315,35 @@ async def test_forged_and_bad_callbacks_change_nothing(emulator: Emulator) -> No
 
 
 async def test_asgi_adapter() -> None:
-    """The ASGI app answers like the aiohttp handler."""
-    rec = tt.WebhookReceiver("https://example.com/hook")
+    """The ASGI app accepts a chunked valid callback and refuses junk, GETs and oversize bodies."""
+    rec = tt.WebhookReceiver("https://example.com/hook", max_body=4096)
     token, _ = rec.register()
+    rec.bind(token, "j1")
+    good = json.dumps(
+        {"status": "SUCCESS", "message": "success", "jobId": "j1", "data": {}}
+    ).encode()
     sent: list[dict[str, object]] = []
 
-    async def receive() -> dict[str, object]:
-        return {"type": "http.request", "body": b"{}", "more_body": False}
+    def receiver_of(*chunks: bytes) -> Any:
+        queue = list(chunks)
+
+        async def receive() -> dict[str, object]:
+            chunk = queue.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(queue)}
+
+        return receive
 
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
 
-    await rec.asgi_app({"type": "http", "method": "POST", "path": f"/hook/{token}"}, receive, send)  # type: ignore[arg-type]
-    await rec.asgi_app({"type": "http", "method": "GET", "path": f"/hook/{token}"}, receive, send)  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "POST", "path": f"/ttapi/hook/{token}"}
+    await rec.asgi_app(scope, receiver_of(good[:20], good[20:]), send)  # type: ignore[arg-type]
+    await rec.asgi_app(scope, receiver_of(b"{}"), send)  # type: ignore[arg-type]
+    await rec.asgi_app({**scope, "method": "GET"}, receiver_of(b""), send)  # type: ignore[arg-type]
+    await rec.asgi_app(scope, receiver_of(b"x" * 3000, b"x" * 3000), send)  # type: ignore[arg-type]
     statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
-    assert statuses == [400, 405]
-    assert token not in repr(rec)
+    assert statuses == [200, 400, 405, 413]
+    assert rec.accepted == 1
 
 
 async def test_many_jobs_due_at_the_same_instant(emulator: Emulator) -> None:
@@ -359,3 +374,86 @@ async def test_callback_delayed_past_the_backstop(emulator: Emulator) -> None:
             assert c.waiter.pending == 0
         tg.cancel_scope.cancel()
     assert emulator.counters.callbacks_sent == 1
+
+
+async def test_poll_in_flight_when_a_wait_times_out(emulator: Emulator) -> None:
+    """A poll that outlives its wait hands its answer to the next wait: resolved once, promptly."""
+    emulator.job_duration = 0.3
+    async with sdk(emulator, poll_policy=tt.PollPolicy.fixed(3.0)) as c:
+        job = await c.gpt4o.submit(prompt="slow poll")
+        emulator.add_fault(
+            Fault(route="/openai/4o-image/fetch", kind="latency", delay=0.6, count=1)
+        )
+        with pytest.raises(tt.JobTimeoutError):
+            await c.waiter.wait(job.job_id, timeout=0.2)  # its first poll is still in flight
+        start = anyio.current_time()
+        result = await c.waiter.wait(job.job_id, timeout=10)
+        waited = anyio.current_time() - start
+        assert c.waiter.stats.succeeded == 1
+    assert result.job_id == job.job_id
+    assert waited < 1.5  # the stale poll's SUCCESS, not the next poll 3 s later
+
+
+async def test_callback_during_an_in_flight_poll_is_not_lost(emulator: Emulator) -> None:
+    """A callback that lands while a backstop poll is in flight triggers a poll right after it."""
+    emulator.job_duration = 2.05
+    emulator.add_fault(
+        Fault(route="/openai/4o-image/fetch", kind="latency", delay=0.4, count=1, after_accept=True)
+    )
+    async with anyio.create_task_group() as tg:
+        rec = await served(tg)
+        policy = tt.PollPolicy(backstop_interval=2.0)
+        async with sdk(emulator, webhook=rec, poll_policy=policy) as c:
+            start = anyio.current_time()
+            result = await c.gpt4o.generate(prompt="in flight", timeout=10)
+            waited = anyio.current_time() - start
+        tg.cancel_scope.cancel()
+    assert result.source == "webhook"
+    assert waited < 3.2  # not another full backstop interval (2 s) after the stale reply
+
+
+def test_early_callback_for_another_job_is_refused() -> None:
+    """A callback kept before the submit returned must name the job the token was made for."""
+    rec = tt.WebhookReceiver("https://example.com/hook")
+    token, _ = rec.register()
+    forged = {
+        "status": "SUCCESS",
+        "message": "success",
+        "jobId": "victim",
+        "data": {"imageUrl": "https://evil/x.png"},
+    }
+    assert rec.handle(token, json.dumps(forged).encode()) == (202, "kept")
+    rec.bind(token, "mine")
+    assert rec.refused == 1
+
+
+async def test_callback_body_in_several_segments() -> None:
+    """The aiohttp handler reads the whole body even when it arrives in pieces."""
+    async with anyio.create_task_group() as tg:
+        rec = await served(tg)
+        token, url = rec.register()
+        rec.bind(token, "j1")
+        body = json.dumps(
+            {
+                "status": "SUCCESS",
+                "message": "success",
+                "jobId": "j1",
+                "data": {"prompt": "x" * 2000},
+            }
+        ).encode()
+        port = int(url.split(":")[2].split("/")[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (
+            f"POST /hook/{token} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        writer.write(head + body[:700])
+        await writer.drain()
+        await anyio.sleep(0.1)
+        writer.write(body[700:])
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        tg.cancel_scope.cancel()
+    assert b" 200 " in status_line
+    assert rec.accepted == 1
