@@ -34,7 +34,7 @@ from typing import Final
 import attrs
 
 
-__all__ = ["DurationModel", "PollPolicy", "next_poll_delay"]
+__all__ = ["DurationModel", "PollPolicy", "jittered", "next_poll_delay"]
 
 _RNG: Final = random.Random()  # noqa: S311 - jitter, not security
 
@@ -155,7 +155,8 @@ class DurationModel:
         return self._sorted[index]
 
 
-def _jittered(gap: float, policy: PollPolicy, rng: random.Random) -> float:
+def jittered(gap: float, policy: PollPolicy, rng: random.Random = _RNG) -> float:
+    """``gap`` shortened by the policy's jitter (never lengthened)."""
     if policy.jitter:
         gap *= 1 - policy.jitter * rng.random()
     return gap
@@ -183,12 +184,12 @@ def next_poll_delay(
         if age < early and not in_zone:
             # Sleep through the dead time: the first poll lands one dense gap past the
             # early edge, where the first finishes can be seen.
-            return _jittered(early - age + policy.dense_interval, policy, rng)
+            return jittered(early - age + policy.dense_interval, policy, rng)
         late = model.quantile(policy.late_quantile)
         if len(model) < policy.min_samples or age <= late or observed < 2 * late:
-            return _jittered(policy.dense_interval, policy, rng)
+            return jittered(policy.dense_interval, policy, rng)
         base = max(last_gap or policy.dense_interval, policy.dense_interval)
-        return _jittered(min(policy.max_interval, base * policy.growth), policy, rng)
+        return jittered(min(policy.max_interval, base * policy.growth), policy, rng)
     if last_gap is None:
-        return _jittered(policy.initial_delay, policy, rng)
-    return _jittered(min(policy.max_interval, last_gap * policy.growth), policy, rng)
+        return jittered(policy.initial_delay, policy, rng)
+    return jittered(min(policy.max_interval, last_gap * policy.growth), policy, rng)

@@ -33,13 +33,18 @@ StructureError = (cattrs.BaseValidationError, ValueError, TypeError, KeyError, A
 _conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
 
 
-def _opt_str(value: Any, _: Any) -> str | None:
+def _str_or_none(value: Any) -> str | None:
+    """The one rule for optional strings: a string or None, a number taken as its text."""
     if value is None or type(value) is str:
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     msg = f"expected a string, got {type(value).__name__}"
     raise TypeError(msg)
+
+
+def _opt_str(value: Any, _: Any) -> str | None:
+    return _str_or_none(value)
 
 
 def _quota(value: Any, _: Any) -> float | None:
@@ -95,13 +100,6 @@ _conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
 for _cls in (InputTokensDetails, Usage):
     _conv.register_structure_hook(_cls, make_dict_structure_fn(_cls, _conv))
 _structure_usage = _conv.get_structure_hook(Usage)
-
-
-def _str_or_none(value: Any) -> str | None:
-    if value is None or type(value) is str:
-        return value
-    msg = f"expected a string, got {type(value).__name__}"
-    raise TypeError(msg)
 
 
 def _structure_images_response(o: dict[str, Any], _: Any) -> ImagesResponse:

@@ -52,7 +52,7 @@ from ._errors import (
     ValidationError,
 )
 from ._models import JobEvent, JobEventKind, JobResult, JobSnapshot, JobStatus, ResponseInfo
-from ._polling import DurationModel, PollPolicy, next_poll_delay
+from ._polling import DurationModel, PollPolicy, jittered, next_poll_delay
 from ._protocol import build_fetch, parse_fetch
 from ._retry import RetryPolicy
 from ._rules import check_fetch
@@ -377,7 +377,7 @@ class JobWaiter:
                     return 2 * self.policy.max_interval
                 probes.add(pending.job_id)
             if pending.last_gap is not None or pending.last_poll is not None:
-                return self.policy.dense_interval * (1 - self.policy.jitter * self._rng.random())
+                return jittered(self.policy.dense_interval, self.policy, self._rng)
         return next_poll_delay(
             now - pending.started,
             pending.last_gap,
