@@ -100,9 +100,11 @@ async def test_generate_url_images_download_without_key(emulator: Emulator, tmp_
         )
         assert r.data[0].url is not None
         assert r.data[0].revised_prompt
-        paths = await c.save(r, tmp_path, stem="lighthouse")
-    assert [p.name for p in paths] == ["lighthouse-0.png"]
-    assert open_image(paths[0].read_bytes()).size == (1792, 1024)
+        saved = await c.save(r, tmp_path, stem="lighthouse")
+    assert [s.path.name for s in saved] == ["lighthouse-0.png"]
+    assert open_image(saved[0].path.read_bytes()).size == (1792, 1024)
+    assert (saved[0].width, saved[0].height) == (1792, 1024)
+    assert saved[0].sidecar == tmp_path / "lighthouse-0.png.json"
     assert emulator.counters.files_served == 1
     assert emulator.counters.key_seen_on_files == 0
     assert not list(tmp_path.glob(".part-*"))
@@ -330,11 +332,11 @@ async def test_latency_and_call_timeout(emulator: Emulator) -> None:
 
 
 async def test_expired_url_raises_not_found(tmp_path: Path) -> None:
-    """Image URLs expire (about an hour on TTAPI); a late download is a clear NotFoundError."""
+    """Image URLs expire (about an hour on TTAPI); a late save is a clear NotFoundError."""
     async with Emulator(url_ttl=0.1) as emu, sdk(emu) as c:
         r = await c.dalle3.generate(prompt="a cat", size="1024x1024")
         await asyncio.sleep(0.2)
-        with pytest.raises(tt.NotFoundError):
+        with pytest.raises(tt.NotFoundError, match="expired"):
             await c.save(r, tmp_path)
     assert emu.counters.files_expired == 1
     assert not list(tmp_path.iterdir())

@@ -28,8 +28,10 @@ def test_quickstart_runs_against_the_emulator(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "using the emulator" in proc.stdout
     assert "refused before sending: n=4" in proc.stdout
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".json")
     assert names == ["cat-0.png", "fox-0.png", "fox-scarf-0.png", "lighthouse-0.png"]
+    # Each image has its JSON sidecar.
+    assert (tmp_path / "cat-0.png.json").is_file()
     with Image.open(tmp_path / "lighthouse-0.png") as img:
         assert img.size == (1792, 1024)
 
@@ -66,5 +68,5 @@ def test_bot_answers_commands(tmp_path: Path) -> None:
     assert len(replies) == 3
     assert sum("here is" in r for r in replies) == 2
     assert any("only know /draw" in r for r in replies)
-    images = list((tmp_path / "bot").iterdir())
+    images = [p for p in (tmp_path / "bot").iterdir() if p.suffix != ".json"]
     assert len(images) == 2

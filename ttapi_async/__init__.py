@@ -16,17 +16,20 @@ and ``ttapi_async.testing`` holds the emulator.
 
 from __future__ import annotations
 
+from ._bulk import BulkOutcome, BulkProgress, BulkRun
 from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Client, ClientStats
 from ._errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    BulkPausedError,
     ClientClosedError,
     ConnectError,
     ConnectionDroppedError,
     ContentPolicyError,
     GatewayTimeoutError,
+    ImageUnavailableError,
     InsufficientBalanceError,
     JobError,
     JobFailedError,
@@ -44,6 +47,8 @@ from ._errors import (
     TTAPIError,
     ValidationError,
 )
+from ._journal import ItemState, Journal, JournalEntry
+from ._limits import RequestBudget
 from ._models import (
     ImageData,
     ImagesResponse,
@@ -54,10 +59,12 @@ from ._models import (
     JobSnapshot,
     JobStatus,
     ResponseInfo,
+    SavedImage,
     Usage,
 )
 from ._polling import PollPolicy
 from ._protocol import parse_callback
+from ._requests import Dalle3Request, EditRequest, GenerateRequest, GPT4oRequest, Request
 from ._resources import Dalle3, GPT4o, Images, Job
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, ImageInput, NotGiven
@@ -73,6 +80,10 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkOutcome",
+    "BulkPausedError",
+    "BulkProgress",
+    "BulkRun",
     "Client",
     "ClientClosedError",
     "ClientStats",
@@ -80,14 +91,20 @@ __all__ = [
     "ConnectionDroppedError",
     "ContentPolicyError",
     "Dalle3",
+    "Dalle3Request",
+    "EditRequest",
     "GPT4o",
+    "GPT4oRequest",
     "GatewayTimeoutError",
+    "GenerateRequest",
     "ImageData",
     "ImageInput",
+    "ImageUnavailableError",
     "Images",
     "ImagesResponse",
     "InputTokensDetails",
     "InsufficientBalanceError",
+    "ItemState",
     "Job",
     "JobError",
     "JobEvent",
@@ -99,6 +116,8 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "JobWaiter",
+    "Journal",
+    "JournalEntry",
     "NotFoundError",
     "NotGiven",
     "OutcomeUnknownError",
@@ -107,10 +126,13 @@ __all__ = [
     "QueueFullError",
     "RateLimitError",
     "RedirectError",
+    "Request",
+    "RequestBudget",
     "RequestTimeout",
     "ResponseFormatError",
     "ResponseInfo",
     "RetryPolicy",
+    "SavedImage",
     "ServerError",
     "TTAPIError",
     "Usage",

@@ -8,17 +8,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
+import anyio
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 
+from ._bulk import BulkOutcome, BulkProgress
 from ._client import Client
-from ._errors import JobFailedError, OutcomeUnknownError, TTAPIError, ValidationError
+from ._errors import (
+    BulkPausedError,
+    JobFailedError,
+    OutcomeUnknownError,
+    TTAPIError,
+    ValidationError,
+)
 from ._files import safe_stem
 from ._models import ImagesResponse, JobResult
+from ._requests import KINDS, Request, read_rows, request_from_row, validate
 
 
 T = TypeVar("T")
@@ -33,11 +53,11 @@ EXIT_INTERRUPTED = 130
 
 @contextlib.asynccontextmanager
 async def _client(
-    api_key: str | None, base_url: str | None, timeout: float
+    api_key: str | None, base_url: str | None, timeout: float, **options: Any
 ) -> AsyncIterator[Client]:
     """A client for TTAPI, or for a fresh embedded emulator when there is no key."""
     if api_key:
-        async with Client(api_key, base_url=base_url, timeout=timeout) as client:
+        async with Client(api_key, base_url=base_url, timeout=timeout, **options) as client:
             yield client
         return
     try:
@@ -52,7 +72,7 @@ async def _client(
             "(synthetic images, nothing is billed).",
             err=True,
         )
-        async with Client(emu.api_key, base_url=emu.url, timeout=timeout) as client:
+        async with Client(emu.api_key, base_url=emu.url, timeout=timeout, **options) as client:
             yield client
 
 
@@ -89,8 +109,8 @@ def _produce(
     async def run() -> None:
         async with _client(api_key, base_url, timeout) as client:
             result = await call(client)
-            for path in await client.save(result, out, stem=safe_stem(prompt)):
-                click.echo(str(path))
+            for saved in await client.save(result, out, stem=safe_stem(prompt)):
+                click.echo(str(saved.path))
             if isinstance(result, JobResult):
                 click.echo(f"job {result.job_id}: {result.elapsed:.1f} s", err=True)
             elif result.usage is not None:
@@ -257,6 +277,266 @@ def gpt4o(
             prompt=prompt, refer_images=list(refer) or None, timeout=timeout
         ),
     )
+
+
+# ---------------------------------------------------------------------- batch
+
+
+def _load_batch(path: Path, kind: str, defaults: dict[str, Any]) -> tuple[list[Request], list[str]]:
+    """Read and check every row of a batch file; return the requests and all problems."""
+    requests: list[Request] = []
+    problems: list[str] = []
+    for number, row in read_rows(path):
+        try:
+            if isinstance(row, ValidationError):
+                raise row
+            request = request_from_row(kind, row, defaults)
+            validate(request)
+        except ValidationError as exc:
+            problems.append(f"{path.name}:{number}: {exc}")
+            continue
+        requests.append(request)
+    return requests, problems
+
+
+class _Display:
+    """Shows a batch's progress: a live bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, total: int, *, live: bool) -> None:
+        self.console = Console(stderr=True)
+        self.live = live
+        self.total = total
+        self._last: BulkProgress | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        if live:
+            self._progress = Progress(
+                TextColumn("[bold]batch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("[green]{task.fields[done]} done"),
+                TextColumn("[red]{task.fields[failed]} failed"),
+                TextColumn("[cyan]{task.fields[running]} running"),
+                TextColumn("{task.fields[rate]}/s"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._task = self._progress.add_task(
+                "batch", total=total, done=0, failed=0, running=0, rate="0.0"
+            )
+
+    def __enter__(self) -> Self:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, p: BulkProgress) -> None:
+        self._last = p
+        if self._progress is not None and self._task is not None:
+            rate = (p.done + p.failed + p.unknown) / p.elapsed if p.elapsed > 0 else 0.0
+            self._progress.update(
+                self._task,
+                completed=p.finished,
+                done=p.done + p.skipped,
+                failed=p.failed + p.unknown,
+                running=p.running,
+                rate=f"{rate:.1f}",
+            )
+
+    def outcome(self, o: BulkOutcome) -> None:
+        if self.live:
+            if not o.ok and not o.resumed:
+                self.console.print(f"[red]#{o.index} {o.state.value}[/red]: {o.reason or o.error}")
+            return
+        tail = " ".join(str(p) for p in o.paths) if o.ok else (o.reason or str(o.error))
+        click.echo(f"{o.state.value}\t{o.index}\t{o.job_id or '-'}\t{tail}")
+
+    def note(self, text: str) -> None:
+        self.console.print(text)
+
+    def summary(self, p: BulkProgress, out: Path, journal: Path | None) -> None:
+        table = Table(title="batch summary", show_header=True)
+        table.add_column("state")
+        table.add_column("items", justify="right")
+        for name, count in (
+            ("done", p.done),
+            ("already done (journal)", p.skipped),
+            ("failed", p.failed),
+            ("outcome unknown", p.unknown),
+            ("not started", max(0, p.total - p.finished) if p.total is not None else 0),
+        ):
+            table.add_row(name, str(count))
+        table.add_row("elapsed", f"{p.elapsed:.1f} s")
+        table.add_row("job cap at the end", str(p.jobs_cap))
+        self.console.print(table)
+        self.console.print(f"images: {out}" + (f"   journal: {journal}" if journal else ""))
+
+
+@main.command()
+@click.argument("prompts_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--kind",
+    type=click.Choice(sorted(KINDS)),
+    default="4o",
+    show_default=True,
+    help="Endpoint: 4o-image jobs, images.generate, images.edit or the DALL-E 3 route.",
+)
+@click.option("--model", default=None, help="Model for generate/edit (e.g. gpt-image-1).")
+@click.option("--size", default=None)
+@click.option("--quality", default=None)
+@click.option("--n", type=int, default=None)
+@click.option("--refer", "refer_images", multiple=True, help="4o: reference image URL.")
+@click.option("--image", "image", multiple=True, help="edit: input image path.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Job slots: jobs queued or running at TTAPI at once (lowered on 499).",
+)
+@click.option(
+    "--rate", type=float, default=None, help="Requests per second, submits and polls together."
+)
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Resumable journal (default: OUT/ttapi-journal.sqlite).",
+)
+@click.option("--no-journal", is_flag=True, help="Run without a journal (no resume).")
+@click.option("--retry-failed", is_flag=True, help="Run items that failed earlier again.")
+@click.option(
+    "--resubmit-unknown",
+    is_flag=True,
+    help="Submit again items whose outcome is unknown (they may bill twice).",
+)
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed item.")
+@click.option("--ordered", is_flag=True, help="Report outcomes in input order.")
+@click.option("--dry-run", is_flag=True, help="Check every row; send nothing.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Live progress bar (default: on a terminal)."
+)
+@common
+def batch(
+    prompts_file: Path,
+    kind: str,
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float,
+    out: Path,
+    concurrency: int,
+    rate: float | None,
+    journal: Path | None,
+    no_journal: bool,
+    retry_failed: bool,
+    resubmit_unknown: bool,
+    fail_fast: bool,
+    ordered: bool,
+    dry_run: bool,
+    progress: bool | None,
+    **defaults: Any,
+) -> None:
+    """Run every prompt of PROMPTS_FILE and save the images to --out.
+
+    PROMPTS_FILE is one prompt per line, or JSONL / CSV with per-row parameters (a
+    ``prompt`` field plus any of the endpoint's). Every row is checked before anything
+    is sent. Run the same command again to resume after a crash or Ctrl-C: finished
+    items are skipped and submitted jobs are waited on, never submitted twice. The first
+    Ctrl-C finishes the jobs in flight; a second one stops at once.
+    """
+    defaults = {k: (v or None) for k, v in defaults.items()}
+    requests, problems = _load_batch(prompts_file, kind, defaults)
+    if problems:
+        for line in problems:
+            click.echo(line, err=True)
+        click.echo(f"{len(problems)} problem(s) in {prompts_file}; nothing was sent.", err=True)
+        sys.exit(2)
+    if dry_run:
+        click.echo(f"{len(requests)} row(s) valid for {kind}; nothing was sent (--dry-run).")
+        return
+    journal_path = None if no_journal else (journal or out / "ttapi-journal.sqlite")
+    live = sys.stderr.isatty() if progress is None else progress
+    code = _run(
+        lambda: _batch(
+            requests,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            out=out,
+            rate=rate,
+            live=live,
+            journal=journal_path,
+            max_jobs=concurrency,
+            retry_failed=retry_failed,
+            resubmit_unknown=resubmit_unknown,
+            fail_fast=fail_fast,
+            ordered=ordered,
+        )
+    )
+    sys.exit(code)
+
+
+async def _batch(
+    requests: list[Request],
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float,
+    out: Path,
+    rate: float | None,
+    live: bool,
+    journal: Path | None,
+    **options: Any,
+) -> int:
+    """Run a batch with a display and a two-stage Ctrl-C; return the exit code."""
+    display = _Display(len(requests), live=live)
+    interrupts = 0
+    with anyio.CancelScope() as scope, display:
+        async with _client(api_key, base_url, timeout, requests_per_second=rate) as client:
+            run = client.bulk(
+                requests, save_to=out, journal=journal, on_progress=display.update, **options
+            )
+
+            def on_sigint() -> None:
+                nonlocal interrupts
+                interrupts += 1
+                if interrupts == 1:
+                    display.note(
+                        "[yellow]Ctrl-C: finishing the jobs in flight (Ctrl-C again to stop "
+                        "now; the journal stays consistent)"
+                    )
+                    run.stop()
+                else:
+                    scope.cancel()
+
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, on_sigint)
+            try:
+                async with run as outcomes:
+                    async for outcome in outcomes:
+                        display.outcome(outcome)
+            except BulkPausedError as exc:
+                display.note(f"[red]paused: {exc.cause}")
+                display.summary(run.progress, out, journal)
+                return EXIT_API_ERROR
+            finally:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(signal.SIGINT)
+    p = run.progress
+    display.summary(p, out, journal)
+    if scope.cancelled_caught or interrupts:
+        return EXIT_INTERRUPTED
+    if p.unknown:
+        return EXIT_OUTCOME_UNKNOWN
+    if p.failed:
+        return EXIT_API_ERROR
+    return 0
 
 
 @main.command()

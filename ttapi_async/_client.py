@@ -12,27 +12,25 @@ import asyncio
 import enum
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from functools import cached_property
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import anyio
 import attrs
 import stamina
 
+from ._downloads import DEFAULT_MAX_BYTES, fetch_bytes, save_result
 from ._errors import (
     ClientClosedError,
     OutcomeUnknownError,
     RequestTimeout,
-    ResponseFormatError,
     TTAPIError,
     ValidationError,
 )
-from ._files import safe_stem, write_atomic
-from ._images import EXTENSIONS, sniff_mime
-from ._models import ImageData, ImagesResponse, JobResult, JobSnapshot, ResponseInfo
+from ._limits import RequestBudget
+from ._models import ImagesResponse, JobResult, JobSnapshot, ResponseInfo, SavedImage
 from ._polling import PollPolicy
 from ._protocol import RequestSpec, parse_error
 from ._retry import RetryPolicy, is_outcome_unknown
@@ -44,6 +42,9 @@ from ._waiter import JobWaiter
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
+    from ._bulk import BulkProgress, BulkRun
+    from ._journal import Journal
+    from ._requests import Request
     from ._resources import Dalle3, GPT4o, Images
     from ._webhook import WebhookReceiver
 
@@ -104,6 +105,13 @@ class Client:
         retry: a full :class:`RetryPolicy`; overrides the three arguments above.
         trust_env: honour ``HTTP(S)_PROXY``/``NO_PROXY`` and ``.netrc`` from the environment.
         headers: extra headers sent with every API request.
+        poll_policy: how the waiter schedules fetches (see :class:`PollPolicy`).
+        max_concurrent_polls: the waiter's fetches in flight at once.
+        polls_per_second: a budget for the waiter's fetches alone.
+        webhook: a :class:`WebhookReceiver`; submits then carry a hook URL.
+        confirm_callbacks: confirm each callback with one fetch before trusting it.
+        requests_per_second: one budget for every API request of this client (submits,
+            synchronous calls, fetches); submits never wait behind the waiter's polls.
     """
 
     def __init__(
@@ -127,6 +135,7 @@ class Client:
         polls_per_second: float | None = None,
         webhook: WebhookReceiver | None = None,
         confirm_callbacks: bool = True,
+        requests_per_second: float | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("TTAPI_API_KEY")
         if not key:
@@ -161,6 +170,10 @@ class Client:
         self._transport: AiohttpTransport | None = None
         self._state = _State.UNOPENED
         self._tg: TaskGroup | None = None
+        #: The shared requests-per-second budget (None: no budget).
+        self.budget: Final = (
+            None if requests_per_second is None else RequestBudget(requests_per_second)
+        )
         #: Counters (retries, unknown outcomes); the waiter has its own (``waiter.stats``).
         self.stats = ClientStats()
         #: The job waiter (see :class:`JobWaiter`); it runs while the client is open.
@@ -268,6 +281,91 @@ class Client:
 
         return GPT4o(self)
 
+    def bulk(
+        self,
+        requests: Iterable[Request] | AsyncIterable[Request],
+        *,
+        max_jobs: int = 64,
+        min_jobs: int = 1,
+        max_requests: int = 16,
+        max_downloads: int = 8,
+        ordered: bool = False,
+        window: int | None = None,
+        fail_fast: bool = False,
+        save_to: str | os.PathLike[str] | None = None,
+        sidecar: bool = True,
+        max_bytes: int = 64 * 1024 * 1024,
+        journal: str | os.PathLike[str] | Journal | None = None,
+        resubmit_unknown: bool = False,
+        retry_failed: bool = False,
+        wait_timeout: Timeout = NOT_GIVEN,
+        on_progress: Callable[[BulkProgress], object] | None = None,
+    ) -> BulkRun:
+        """Run many requests under limits; enter the result and iterate its outcomes.
+
+        ::
+
+            async with client.bulk(requests, save_to="out", journal="run.db") as outcomes:
+                async for outcome in outcomes:
+                    print(outcome.index, outcome.state.value, outcome.paths)
+
+        ``requests`` is an iterable or async iterable of :class:`GPT4oRequest`,
+        :class:`GenerateRequest`, :class:`EditRequest` and :class:`Dalle3Request`, read
+        lazily. Each input yields one :class:`BulkOutcome` (a result or an error); one
+        failure does not stop the others unless ``fail_fast``, which raises the first
+        error from the loop. A 401/402/403 pauses the run: nothing new is submitted,
+        running jobs finish, then :class:`BulkPausedError` is raised. Leaving the block
+        early stops everything and leaves no task running.
+
+        Args:
+            requests: the inputs, read lazily (a list, a generator, an async iterator).
+            max_jobs: job slots: 4o jobs accepted and not ended plus sync calls in flight.
+                A 499 (TTAPI's queue is full) lowers it; jobs ending well raise it back.
+            min_jobs: the floor a 499 never lowers the job slots under.
+            max_requests: submits and sync calls in flight at once (HTTP concurrency).
+            max_downloads: images being saved at once.
+            ordered: hand outcomes back in input order.
+            window: at most this many items started and not yet taken by the loop
+                (default ``max(64, 2 * max_jobs)``); in ordered mode, how far the run
+                may get ahead of its slowest item.
+            fail_fast: stop at the first failure and raise its error.
+            save_to: save each result's images (and a JSON sidecar) into this folder.
+            sidecar: write the JSON sidecar next to each saved image.
+            max_bytes: size cap of one saved image.
+            journal: a SQLite file (or an open :class:`Journal`) recording each item's
+                state; the same run started again resumes from it.
+            resubmit_unknown: with a journal, submit again the items whose outcome was
+                unknown (they may have been billed once already).
+            retry_failed: with a journal, run again the items that failed.
+            wait_timeout: bound of each 4o wait (default: the client's timeout). A wait
+                that times out hands back the job id; a resumed run waits again.
+            on_progress: called with a :class:`BulkProgress` on every change.
+
+        The client's ``requests_per_second`` budget applies to every request, shared
+        with the waiter's polls (submits first). Requires ``async with Client()``.
+        """
+        from ._bulk import BulkRun  # noqa: PLC0415 - the runner imports this module's types
+
+        return BulkRun(
+            self,
+            requests,
+            max_jobs=max_jobs,
+            min_jobs=min_jobs,
+            max_requests=max_requests,
+            max_downloads=max_downloads,
+            ordered=ordered,
+            window=window,
+            fail_fast=fail_fast,
+            save_to=save_to,
+            sidecar=sidecar,
+            max_bytes=max_bytes,
+            journal=journal,
+            resubmit_unknown=resubmit_unknown,
+            retry_failed=retry_failed,
+            wait_timeout=wait_timeout,
+            on_progress=on_progress,
+        )
+
     # ------------------------------------------------------------------ requests
 
     def deadline(self, timeout: Timeout) -> float | None:
@@ -299,6 +397,9 @@ class Client:
             if self._state is _State.CLOSED:
                 raise ClientClosedError("the client is closed")
             transport = self._open()
+        if self.budget is not None:
+            # Before the clock starts: the deadline is absolute, so the wait still counts.
+            await self._take_budget(spec)
         loop = asyncio.get_running_loop()
         start = loop.time()
         state = SendState()
@@ -368,6 +469,8 @@ class Client:
                     if self._state is _State.CLOSED or self._transport is None:
                         raise ClientClosedError("the client was closed while retrying")
                     attempts += 1
+                    if self.budget is not None:
+                        await self._take_budget(spec)
                     try:
                         raw = await self._transport.send(spec, state, remaining)
                     except TTAPIError as exc:
@@ -388,32 +491,23 @@ class Client:
         raise AssertionError("unreachable: stamina always returns or raises")  # pragma: no cover
 
     async def download(
-        self, url: str, *, max_bytes: int = 64 * 1024 * 1024, timeout: Timeout = NOT_GIVEN
+        self, url: str, *, max_bytes: int = DEFAULT_MAX_BYTES, timeout: Timeout = NOT_GIVEN
     ) -> bytes:
         """Download an image URL (never sending the API key) and return its bytes.
 
+        For results, prefer :meth:`save`: it streams to disk instead of holding the image.
+
         Raises:
-            NotFoundError: the URL is gone (TTAPI and DALL-E URLs expire after about an hour).
+            ImageUnavailableError: 403, 404 or 410: the URL expired (TTAPI and DALL-E URLs
+                last about an hour) or never existed. A :class:`NotFoundError`.
             ResponseFormatError: the reply is larger than ``max_bytes`` or not an image.
+            APIStatusError: any other error status. APIConnectionError: no full reply.
         """
         if self._state is _State.CLOSED:
             raise ClientClosedError("the client is closed")
-        transport = self._open()
-        state = SendState()
-        try:
-            async with asyncio.timeout_at(self.deadline(timeout)):
-                raw = await transport.download(url, state, max_bytes)
-        except TimeoutError as exc:
-            if isinstance(exc, TTAPIError):
-                raise
-            raise RequestTimeout("download timed out", request_sent=state.connected) from exc
-        if raw.status >= 300:  # noqa: PLR2004
-            raise parse_error(raw.status, raw.headers, raw.body, operation="download")
-        if sniff_mime(raw.body) == "application/octet-stream":
-            raise ResponseFormatError(
-                "the download is not a PNG, JPEG, WebP or GIF image", status=raw.status
-            )
-        return raw.body
+        return await fetch_bytes(
+            self._open(), url, max_bytes=max_bytes, deadline=self.deadline(timeout)
+        )
 
     async def save(
         self,
@@ -421,58 +515,55 @@ class Client:
         directory: str | os.PathLike[str],
         *,
         stem: str | None = None,
+        sidecar: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         timeout: Timeout = NOT_GIVEN,
-    ) -> list[Path]:
-        """Save every image of a result into ``directory`` and return the paths.
+    ) -> list[SavedImage]:
+        """Save every image of a result into ``directory``; return what was saved.
 
-        ``b64_json`` images are decoded; URL images (DALL-E, 4o jobs) are downloaded
-        without the API key. Names are ``<stem>-<i>.<ext>``, the extension read from the
-        bytes; ``stem`` defaults to a safe slug of the prompt or job id. Each file is
-        written atomically.
+        URL images (DALL-E, 4o jobs) are streamed to disk without the API key;
+        ``b64_json`` images are decoded slice by slice. Each file is checked (Content-Type,
+        magic bytes, ``max_bytes``), hashed, fsynced and then given a name of its own,
+        ``<stem>-<i>.<ext>`` (``-2``, ``-3``, ... appended if taken: nothing is ever
+        overwritten), the extension read from the bytes. ``stem`` defaults to a safe slug
+        of ``metadata["prompt"]``, else of the prompt, revised prompt or job id. On any
+        error or cancellation no partial file is left behind.
+
+        With ``sidecar`` (the default), ``<image name>.json`` next to each image records
+        the prompt, job id, timings, sha256, size, type, dimensions and the source URL
+        without its query string, with ``metadata`` merged in. It never holds the API
+        key, a hook URL or a hook token.
+
+        ``timeout`` is one deadline for every download of the call.
+
+        Raises:
+            ImageUnavailableError: an image URL has expired (after about an hour).
+            ResponseFormatError: not an image, or larger than ``max_bytes``.
+            ValidationError: a job without an image, or a ``stem`` that is not one name.
+            APIConnectionError, APIStatusError: the download failed.
         """
-        folder = Path(directory)
-        if isinstance(result, JobResult):
-            result = result.as_snapshot()
-        sources: list[ImageData | str] = []
-        if isinstance(result, JobSnapshot):
-            if not result.image_url:
-                raise ValidationError("result", result.status.value, "the job has no image to save")
-            sources.append(result.image_url)
-            default_stem = safe_stem(result.prompt or result.job_id)
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("the client is closed")
+        return await save_result(
+            self._open(),
+            result,
+            directory,
+            stem=stem,
+            sidecar=sidecar,
+            metadata=metadata,
+            max_bytes=max_bytes,
+            deadline=self.deadline(timeout),
+            secrets=(self._api_key,),
+        )
+
+    async def _take_budget(self, spec: RequestSpec) -> None:
+        budget = self.budget
+        assert budget is not None  # noqa: S101 - callers check
+        if spec.billable:
+            await budget.acquire_submit()
         else:
-            sources.extend(result.data)
-            default_stem = safe_stem(
-                next((d.revised_prompt for d in result.data if d.revised_prompt), "image")
-            )
-        base = stem if stem is not None else default_stem
-        if not base or os.sep in base or (os.altsep and os.altsep in base) or base in {".", ".."}:
-            raise ValidationError("stem", base, "a plain file-name stem is required")
-        deadline = self.deadline(timeout)  # one budget for every download of the call
-        loop = asyncio.get_running_loop()
-
-        def left() -> float | None:
-            return None if deadline is None else max(0.0, deadline - loop.time())
-
-        paths = []
-        for i, item in enumerate(sources):
-            if isinstance(item, str):
-                data = await self.download(item, timeout=left())
-            elif item.b64_json is not None:
-                try:
-                    data = item.decode()
-                except ValueError as exc:
-                    raise ResponseFormatError(
-                        "an image's b64_json is not base64", status=200
-                    ) from exc
-            elif item.url is not None:
-                data = await self.download(item.url, timeout=left())
-            else:
-                raise ResponseFormatError("an image item has neither b64_json nor url", status=200)
-            ext = EXTENSIONS.get(sniff_mime(data), "bin")
-            path = folder / f"{base}-{i}.{ext}"
-            await anyio.to_thread.run_sync(write_atomic, path, data)
-            paths.append(path)
-        return paths
+            await budget.acquire_poll()
 
     def _raise_unknown(self, spec: RequestSpec, exc: TTAPIError, attempts: int) -> None:
         """Raise :class:`OutcomeUnknownError` if ``exc`` leaves a billable call in doubt."""

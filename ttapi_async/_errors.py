@@ -16,7 +16,8 @@
     │   ├── InsufficientBalanceError         402, or OpenAI's 429 ``insufficient_quota``
     │   ├── PermissionDeniedError            403 (account blocked)
     │   ├── NotFoundError                    404
-    │   │   └── JobNotFoundError             fetch of a job id the server does not know
+    │   │   ├── JobNotFoundError             fetch of a job id the server does not know
+    │   │   └── ImageUnavailableError        403/404/410 on an image URL: expired or gone
     │   ├── RateLimitError                   429 (``retry_after``)
     │   ├── QueueFullError                   499: TTAPI's queue for the product is full
     │   ├── RedirectError                    3xx to another host (the key is not followed there)
@@ -24,9 +25,10 @@
     │       └── GatewayTimeoutError          504
     ├── ResponseFormatError                  a body that is not what the route promises
     ├── OutcomeUnknownError                  a billable request was sent, no definite answer
-    └── JobError                             about one 4o-image job (``job_id``)
-        ├── JobFailedError                   the job ended FAILED (``reason``, ``snapshot``)
-        └── JobTimeoutError (TimeoutError)   a wait reached its deadline; the job goes on
+    ├── JobError                             about one 4o-image job (``job_id``)
+    │   ├── JobFailedError                   the job ended FAILED (``reason``, ``snapshot``)
+    │   └── JobTimeoutError (TimeoutError)   a wait reached its deadline; the job goes on
+    └── BulkPausedError                      a bulk run stopped after a 401/402/403
 
 :class:`OutcomeUnknownError` is what a billable call (``images.generate``, ``images.edit``,
 ``dalle3.generate``, ``gpt4o.submit``) raises when the request reached the wire and then
@@ -42,6 +44,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 __all__ = [
@@ -49,11 +52,13 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkPausedError",
     "ClientClosedError",
     "ConnectError",
     "ConnectionDroppedError",
     "ContentPolicyError",
     "GatewayTimeoutError",
+    "ImageUnavailableError",
     "InsufficientBalanceError",
     "JobError",
     "JobFailedError",
@@ -228,6 +233,52 @@ class JobNotFoundError(NotFoundError):
     """A fetch named a job id the server does not know."""
 
 
+class ImageUnavailableError(NotFoundError):
+    """An image URL answered 403, 404 or 410: it has expired or never existed.
+
+    TTAPI and DALL-E image URLs last about an hour, so save results as they arrive.
+    ``url`` is the URL without its query string and fragment: signed URLs carry
+    credentials there, so neither the message nor the attribute repeats them.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        body: str = "",
+    ) -> None:
+        self.url = public_url(url)
+        parts = urlsplit(self.url)
+        where = f"{parts.hostname or '?'}{parts.path or '/'}"
+        super().__init__(
+            f"the image URL has expired or does not exist ({where}); TTAPI and DALL-E "
+            "image URLs last about an hour, so save results as soon as they arrive",
+            status=status,
+            headers=headers,
+            body=body,
+        )
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query string and fragment: the parts that carry secrets.
+
+    Signed CDN and blob URLs put their signature in the query string; what remains
+    still says where an image came from.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if ":" in host:  # an IPv6 literal lost its brackets in .hostname
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 class _RetryAfterMixin:
     retry_after: float | None = None
 
@@ -362,3 +413,24 @@ class JobTimeoutError(JobError, TimeoutError):
         self.last_error = last_error
         detail = f"; last poll error: {last_error}" if last_error is not None else ""
         super().__init__(job_id, f"not finished within {timeout} s (it may still finish){detail}")
+
+
+class BulkPausedError(TTAPIError):
+    """A bulk run stopped submitting after an account-level error, and ended.
+
+    401 (bad key), 402 or ``insufficient_quota`` (no balance) and 403 (account blocked)
+    would fail every remaining item the same way, so the run pauses instead: nothing new
+    is submitted, jobs already running finish and are handed back, then this is raised.
+    Items not yet submitted stay pending; with a journal, the same run started again
+    (after topping up, say) goes on from there.
+
+    Attributes:
+        cause: the account-level error (also on ``__cause__``).
+    """
+
+    def __init__(self, cause: TTAPIError) -> None:
+        self.cause = cause
+        super().__init__(
+            f"the bulk run paused after an account-level error ({cause}); items not yet "
+            "submitted are still pending"
+        )

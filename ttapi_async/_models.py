@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import enum
 from collections.abc import Mapping
+from pathlib import Path
 
 import attrs
 
@@ -24,6 +25,7 @@ __all__ = [
     "JobSnapshot",
     "JobStatus",
     "ResponseInfo",
+    "SavedImage",
     "Usage",
 ]
 
@@ -242,3 +244,42 @@ class JobEvent:
     kind: JobEventKind
     at: float
     detail: str | None = None
+
+
+@attrs.frozen
+class SavedImage:
+    """One image saved to disk by ``client.save``.
+
+    It is path-like: ``open(saved)``, ``os.fspath(saved)`` and ``str(saved)`` give the
+    image's path, so it stands in where a :class:`~pathlib.Path` was returned before.
+
+    Attributes:
+        path: the image file (a name of its own: an existing file is never overwritten).
+        sidecar: the JSON metadata file next to it (``<image name>.json``), or None.
+        sha256: hex SHA-256 of the file's bytes, computed while they were written.
+        size: the file's size in bytes.
+        mime: the type read from the bytes (``image/png``, ``image/jpeg``, ...).
+        width: pixel width from the image header (None if it could not be read).
+        height: pixel height from the image header (None if it could not be read).
+        source: ``"url"`` (downloaded) or ``"b64_json"`` (decoded from the response).
+        url: where a downloaded image came from, without its query string (signed URLs
+            carry credentials there); None for ``b64_json`` images.
+    """
+
+    path: Path
+    sidecar: Path | None
+    sha256: str
+    size: int
+    mime: str
+    width: int | None
+    height: int | None
+    source: str
+    url: str | None = None
+
+    def __fspath__(self) -> str:
+        """The image's path, for ``open()`` and everything else that takes a path."""
+        return str(self.path)
+
+    def __str__(self) -> str:
+        """The image's path, as ``str(path)`` gave when ``save`` returned paths."""
+        return str(self.path)

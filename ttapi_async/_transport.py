@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
 import aiohttp
@@ -106,6 +106,37 @@ def _map_error(exc: BaseException, state: SendState) -> BaseException:
 
 
 _MAPPED = (aiohttp.ClientError, TimeoutError)
+
+#: Read size of a streamed download: big enough to be cheap, small enough to write inline.
+_CHUNK: Final = 1 << 16
+#: How much of a download's error page is read, for the message.
+_ERROR_EXCERPT: Final = 4096
+
+
+def _is_success(status: int) -> bool:
+    return 200 <= status < 300  # noqa: PLR2004
+
+
+def _too_large(max_bytes: int, status: int) -> ResponseFormatError:
+    return ResponseFormatError(f"the image is larger than {max_bytes} bytes", status=status)
+
+
+async def _read_some(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to ``limit`` bytes of an error reply's body.
+
+    The status already is the answer; the excerpt only helps the message, so a connection
+    that breaks while it is read ends the excerpt rather than replacing the status.
+    """
+    buf = bytearray()
+    try:
+        while len(buf) < limit:
+            chunk = await resp.content.read(limit - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        pass
+    return bytes(buf)
 
 
 class AiohttpTransport:
@@ -239,25 +270,76 @@ class AiohttpTransport:
         raise hidden
 
     async def download(self, url: str, state: SendState, max_bytes: int) -> RawResponse:
-        """GET an image from anywhere (a CDN, a signed blob URL), without the API key.
+        """GET an image into memory, without the API key: :meth:`stream` into a list.
 
-        Only the generic headers go out: image hosts are not TTAPI.
+        A non-2xx reply comes back with only an excerpt of its body, as :meth:`stream` says.
         """
+        chunks: list[bytes] = []
+        raw = await self.stream(url, state, chunks.append, max_bytes=max_bytes)
+        if not _is_success(raw.status):
+            return raw
+        return raw._replace(body=b"".join(chunks))
+
+    async def stream(
+        self,
+        url: str,
+        state: SendState,
+        sink: Callable[[bytes], None],
+        *,
+        max_bytes: int,
+        check_headers: Callable[[int, Mapping[str, str]], None] | None = None,
+    ) -> RawResponse:
+        """GET an image from anywhere (a CDN, a signed blob URL) and hand its body to ``sink``.
+
+        Only the User-Agent goes out, never the API key: image hosts are not TTAPI. So
+        redirects are followed to any host (up to five): there is no credential to leak.
+
+        For a 2xx reply, ``check_headers(status, headers)`` runs before any of the body is
+        read (it raises to refuse the reply), then each chunk goes to ``sink`` as it
+        arrives and the returned body is empty. For any other status ``sink`` is never
+        called and the returned body is at most the first :data:`_ERROR_EXCERPT` bytes,
+        for the error message: an error page may be large, and only its start is useful.
+
+        Raises:
+            ResponseFormatError: the body is larger than ``max_bytes`` (declared up front or
+                counted while streaming), or there were too many redirects.
+            ConnectError, ConnectionDroppedError, RequestTimeout, APIConnectionError: see
+                :func:`_map_error`; errors while the body streams are mapped too.
+            Whatever ``check_headers`` or ``sink`` raise, unchanged.
+        """
+        state.connected = False
         token = _STATE.set(state)
         try:
             async with self._session.get(
-                url, headers={"User-Agent": self._form_headers["User-Agent"]}
+                url,
+                headers={"User-Agent": self._form_headers["User-Agent"]},
+                max_redirects=_MAX_REDIRECTS,
             ) as resp:
-                chunks: list[bytes] = []
+                status = resp.status
+                headers = resp.headers
+                if not _is_success(status):
+                    return RawResponse(status, headers, await _read_some(resp, _ERROR_EXCERPT))
+                if check_headers is not None:
+                    check_headers(status, headers)
+                declared = resp.content_length
+                # With a Content-Encoding the declared length is the compressed one; the
+                # count while streaming (of decoded bytes) still applies.
+                if (
+                    declared is not None
+                    and declared > max_bytes
+                    and not resp.headers.get("Content-Encoding")
+                ):
+                    raise _too_large(max_bytes, status)
                 size = 0
-                async for chunk in resp.content.iter_chunked(1 << 16):
+                async for chunk in resp.content.iter_chunked(_CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
-                        raise ResponseFormatError(
-                            f"the image is larger than {max_bytes} bytes", status=resp.status
-                        )
-                    chunks.append(chunk)
-                return RawResponse(resp.status, resp.headers, b"".join(chunks))
+                        raise _too_large(max_bytes, status)
+                    sink(chunk)
+                return RawResponse(status, headers, b"")
+        except aiohttp.TooManyRedirects as exc:
+            msg = f"more than {_MAX_REDIRECTS} redirects"
+            raise ResponseFormatError(msg, status=exc.status) from exc
         except _MAPPED as exc:
             raise _map_error(exc, state) from exc
         finally:

@@ -1,0 +1,81 @@
+"""The request budget (submits before polls) and the job-slot controller."""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import pytest
+
+from ttapi_async import ValidationError
+from ttapi_async._limits import RequestBudget, SlotController, busy_backoff
+
+
+def test_slots_drop_to_what_was_running_on_499_and_creep_back() -> None:
+    slots = SlotController(maximum=10, increase_every=3)
+    assert slots.current == 10
+    assert slots.on_queue_full(running=6) == 6
+    # A second 499 with more running never raises the cap.
+    assert slots.on_queue_full(running=8) == 6
+    assert [slots.on_job_done() for _ in range(7)] == [6, 6, 7, 7, 7, 8, 8]
+    for _ in range(100):
+        slots.on_job_done()
+    assert slots.current == 10  # never above the maximum
+
+
+def test_slots_floor_and_arguments() -> None:
+    slots = SlotController(maximum=4, minimum=2)
+    assert slots.on_queue_full(running=0) == 2
+    with pytest.raises(ValidationError, match="max_jobs"):
+        SlotController(maximum=0)
+    with pytest.raises(ValidationError, match="min_jobs"):
+        SlotController(maximum=3, minimum=5)
+
+
+def test_busy_backoff_prefers_retry_after_and_grows_with_jitter() -> None:
+    assert busy_backoff(1, 2.5) == 2.5
+    assert busy_backoff(1, 500.0, maximum=30.0) == 30.0
+    rng = random.Random(1)
+    waits = [busy_backoff(n, None, initial=0.5, rng=rng) for n in (1, 2, 3, 4, 10)]
+    for wait, ceiling in zip(waits, (0.5, 1.0, 2.0, 4.0, 30.0), strict=True):
+        assert ceiling / 2 <= wait <= ceiling
+
+
+def test_budget_rejects_bad_rates() -> None:
+    with pytest.raises(ValidationError, match="requests_per_second"):
+        RequestBudget(0)
+
+
+@pytest.mark.anyio
+async def test_polls_never_starve_submits() -> None:
+    """With polls queued on an exhausted budget, submits still get every freed token first."""
+    budget = RequestBudget(20.0, burst=1)
+    order: list[str] = []
+
+    async def poll(i: int) -> None:
+        await budget.acquire_poll()
+        order.append(f"poll{i}")
+
+    async def submit(i: int) -> None:
+        await budget.acquire_submit()
+        order.append(f"submit{i}")
+
+    await budget.acquire_submit()  # drain the bucket
+    async with anyio.create_task_group() as tg:
+        for i in range(5):
+            tg.start_soon(poll, i)
+        await anyio.sleep(0.01)  # the polls are waiting before any submit arrives
+        for i in range(3):
+            tg.start_soon(submit, i)
+    assert order[:3] == ["submit0", "submit1", "submit2"], order
+    assert sorted(order[3:]) == [f"poll{i}" for i in range(5)]
+
+
+@pytest.mark.anyio
+async def test_budget_holds_the_rate() -> None:
+    budget = RequestBudget(50.0, burst=1)
+    start = anyio.current_time()
+    for _ in range(11):
+        await budget.acquire_submit()
+    # 10 tokens after the first at 50/s: at least ~0.2 s (a rate check, not a benchmark).
+    assert anyio.current_time() - start >= 0.15

@@ -1,0 +1,464 @@
+"""The bulk runner's journal: one SQLite row per input, so a crashed run can resume.
+
+Strictly private; the bulk runner (:mod:`ttapi_async._bulk`) owns the logic and calls
+this module. Each input's row moves through :class:`ItemState`::
+
+    pending ──> submitting ──> submitted ──> done
+                    │               │
+                    ├──> done       └──> failed
+                    ├──> failed
+                    └──> outcome_unknown
+
+``submitting`` is written *before* the request goes out. A row still in ``submitting``
+when a journal is opened again belongs to a run that stopped (crash, ``kill -9``) after
+the request may have been sent and before its answer was recorded; TTAPI has no
+idempotency key, so :meth:`Journal.open` moves such rows to ``outcome_unknown`` rather
+than letting them be sent (and billed) twice.
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL`` and every method is
+one short transaction that has committed when it returns. That survives the process
+dying at any point (an exception, ``kill -9``, an OOM kill): the operating system still
+writes what was handed to it. A power loss or an operating-system crash may lose the last
+few transactions (WAL commits are not fsynced one by one); ``synchronous=FULL`` would
+close that gap at the price of an fsync per state change.
+
+What is stored: the input's position, a fingerprint of the request, its kind, a short
+label, the 4o job id, whether a hook URL was used, saved file paths, a reason and
+timestamps. API keys, hook URLs and hook tokens are never stored: no method takes them.
+The file is still created readable by its owner only (0600), since labels quote prompts.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Self
+
+import attrs
+
+from ._errors import ValidationError
+
+
+__all__ = ["ItemState", "Journal", "JournalEntry"]
+
+
+class ItemState(enum.StrEnum):
+    """Where one input of a bulk run stands; the values are what the journal stores."""
+
+    PENDING = "pending"
+    """Not sent yet (or handed back by :meth:`Journal.reset`)."""
+    SUBMITTING = "submitting"
+    """Written just before the request is sent; its answer is not recorded yet."""
+    SUBMITTED = "submitted"
+    """A 4o job was accepted; ``job_id`` names it."""
+    DONE = "done"
+    """The images are saved; ``files`` lists them."""
+    FAILED = "failed"
+    """It ended with a definite error; ``reason`` says which."""
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    """It may have been accepted and billed, with no answer to say; ``reason`` says why."""
+
+
+@attrs.frozen
+class JournalEntry:
+    """One journal row: what the journal knows about one input of a bulk run.
+
+    Attributes:
+        index: the input's position, 0-based.
+        fingerprint: a hash of the request, to detect a changed input file.
+        state: where the input stands.
+        kind: ``"4o"``, ``"generate"``, ``"edit"`` or ``"dalle3"``.
+        label: a short human label (a prompt excerpt) for reports.
+        job_id: the 4o job id, once a job was accepted (kept when it then fails).
+        hooked: the job was submitted with a hook URL (the URL itself is never stored).
+        files: the saved file paths, once done.
+        reason: why it failed or why its outcome is unknown.
+        attempts: how many times it was moved to ``submitting``.
+        updated: ``time.time()`` of the last change.
+    """
+
+    index: int
+    fingerprint: str
+    state: ItemState
+    kind: str
+    label: str
+    job_id: str | None
+    hooked: bool
+    files: tuple[str, ...]
+    reason: str | None
+    attempts: int
+    updated: float
+
+
+_SCHEMA: Final = 1
+# Marks the file as ours: an SQLite database without it is somebody else's.
+_APP: Final = "ttapi-async bulk journal"
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_PRIVATE: Final = 0o600
+
+_INTERRUPTED: Final = (
+    "interrupted after the request may have been sent (no job id recorded); TTAPI has no "
+    "idempotency key, so it is not resubmitted unless asked"
+)
+
+_CREATE: Final = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"""CREATE TABLE IF NOT EXISTS items (
+        idx INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ({", ".join(f"'{s.value}'" for s in ItemState)})),
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        job_id TEXT,
+        hooked INTEGER NOT NULL DEFAULT 0,
+        files TEXT NOT NULL DEFAULT '[]',
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated REAL NOT NULL
+    )""",
+)
+
+_COLUMNS: Final = (
+    "idx, fingerprint, state, kind, label, job_id, hooked, files, reason, attempts, updated"
+)
+
+_NOT_SQLITE: Final = (
+    "not an SQLite file, so not a ttapi-async journal; give the path of a journal written "
+    "by ttapi-async, or of a file that does not exist yet"
+)
+_NOT_JOURNAL: Final = (
+    "an SQLite database but not a ttapi-async journal; give the path of a journal written "
+    "by ttapi-async, or of a file that does not exist yet"
+)
+
+
+class Journal:
+    """The state of every input of a bulk run, in an SQLite file; see the module docstring.
+
+    Open it with :meth:`open`, close it with :meth:`close` or ``with``. Every method is
+    synchronous and short (one transaction, tens of microseconds), so the bulk runner
+    calls it straight from the event loop. The connection is made with
+    ``check_same_thread=False`` because :meth:`open` runs in a worker thread and the
+    rest on the event loop's thread; it must be used from one thread at a time. One
+    process at a time should run a given journal: two runs on the same file would both
+    submit its pending rows. Another process writing the file at the same moment makes a
+    call wait for SQLite's lock (up to 5 s).
+
+    Transitions are not policed (the runner owns that logic), with one exception: a
+    ``done`` row is never turned into ``failed`` or ``outcome_unknown``, as its images
+    exist; :meth:`mark_failed` and :meth:`mark_unknown` raise instead.
+
+    Attributes:
+        path: the database file.
+        recovered: how many rows :meth:`open` moved from ``submitting`` to
+            ``outcome_unknown``.
+    """
+
+    path: Path
+    recovered: int
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, recovered: int) -> None:
+        """Wrap an open, checked connection; use :meth:`open` instead."""
+        self.path = path
+        self.recovered = recovered
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Journal:
+        """Open the journal at ``path``, creating it (and its folders) if absent.
+
+        Rows a previous run left in ``submitting`` become ``outcome_unknown``
+        (:attr:`recovered` counts them). Blocking file I/O: call it in a worker thread
+        from async code.
+
+        Raises:
+            ValidationError: ``path`` is not an SQLite file, is an SQLite database but
+                not a journal, or is a journal from a newer ttapi-async.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            # Checked before anything is written: a wrong file is left as it was.
+            fresh = _check_schema(conn, path)
+            _tighten(path)
+            # WAL: a commit is one append to the -wal file, no fsync with NORMAL, and
+            # still all-or-nothing when the process dies mid-write.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if fresh:
+                    for statement in _CREATE:
+                        conn.execute(statement)
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                        [("app", _APP), ("schema", str(_SCHEMA))],
+                    )
+                recovered = conn.execute(
+                    "UPDATE items SET state = ?, reason = ?, updated = ? WHERE state = ?",
+                    (ItemState.OUTCOME_UNKNOWN, _INTERRUPTED, time.time(), ItemState.SUBMITTING),
+                ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            # A damaged file or one that only starts like SQLite; other errors (locked,
+            # read-only, disk full) are not about what the file is, and pass unchanged.
+            if exc.sqlite_errorname in {"SQLITE_NOTADB", "SQLITE_CORRUPT"}:
+                raise ValidationError("journal", str(path), f"{_NOT_SQLITE} ({exc})") from exc
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn, recovered)
+
+    # ------------------------------------------------------------------ reading
+
+    def entries(self) -> dict[int, JournalEntry]:
+        """Every row, by index (in index order)."""
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM items ORDER BY idx").fetchall()  # noqa: S608 - constant column list
+        return {row[0]: _entry(row) for row in rows}
+
+    def get(self, index: int) -> JournalEntry | None:
+        """The row for input ``index``, or None if there is none."""
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM items WHERE idx = ?",  # noqa: S608 - constant column list
+            (index,),
+        ).fetchone()
+        return None if row is None else _entry(row)
+
+    def counts(self) -> dict[ItemState, int]:
+        """How many rows are in each state; every state is a key, zero when absent."""
+        counts = dict.fromkeys(ItemState, 0)
+        for state, count in self._conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
+            counts[ItemState(state)] = count
+        return counts
+
+    # ------------------------------------------------------------------ writing
+
+    def add_pending(self, index: int, fingerprint: str, kind: str, label: str) -> JournalEntry:
+        """Add input ``index`` as pending, or return its row if a run already added it.
+
+        An existing row is returned unchanged, whatever its state.
+
+        Raises:
+            ValidationError: the row exists with another fingerprint: the journal was
+                written for different inputs.
+        """
+        entry = self.get(index)
+        if entry is None:
+            now = time.time()
+            label = _storable(label)
+            self._conn.execute(
+                "INSERT INTO items (idx, fingerprint, state, kind, label, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (index, fingerprint, ItemState.PENDING, kind, label, now),
+            )
+            return JournalEntry(
+                index=index,
+                fingerprint=fingerprint,
+                state=ItemState.PENDING,
+                kind=kind,
+                label=label,
+                job_id=None,
+                hooked=False,
+                files=(),
+                reason=None,
+                attempts=0,
+                updated=now,
+            )
+        if entry.fingerprint != fingerprint:
+            raise ValidationError(
+                "journal",
+                str(self.path),
+                f"row {index} was written for a different input; use a new journal file "
+                "or the same inputs",
+            )
+        return entry
+
+    def mark_submitting(self, index: int) -> None:
+        """Record that the request is about to be sent; counts an attempt.
+
+        Clears what an earlier attempt left (job id, files, reason).
+        """
+        self._update(
+            index,
+            "state = ?, attempts = attempts + 1, job_id = NULL, hooked = 0, files = '[]', "
+            "reason = NULL",
+            (ItemState.SUBMITTING,),
+        )
+
+    def mark_submitted(self, index: int, job_id: str, *, hooked: bool) -> None:
+        """Record that a 4o job was accepted as ``job_id`` (``hooked``: with a hook URL)."""
+        self._update(
+            index,
+            "state = ?, job_id = ?, hooked = ?, reason = NULL",
+            (
+                ItemState.SUBMITTED,
+                job_id,
+                hooked,
+            ),
+        )
+
+    def mark_done(self, index: int, files: Sequence[str]) -> None:
+        """Record that the input's images were saved as ``files``; a job id is kept."""
+        self._update(
+            index,
+            "state = ?, files = ?, reason = NULL",
+            (ItemState.DONE, json.dumps(list(files))),
+        )
+
+    def mark_failed(self, index: int, reason: str) -> None:
+        """Record a definite failure; a job id is kept, to say which job failed.
+
+        Raises:
+            ValidationError: the row is ``done`` (its images exist), or there is no row.
+        """
+        self._update(
+            index, "state = ?, reason = ?", (ItemState.FAILED, _storable(reason)), keep_done=True
+        )
+
+    def mark_unknown(self, index: int, reason: str) -> None:
+        """Record that the request may have been accepted, with no answer to say.
+
+        Raises:
+            ValidationError: the row is ``done`` (its images exist), or there is no row.
+        """
+        self._update(
+            index,
+            "state = ?, reason = ?",
+            (ItemState.OUTCOME_UNKNOWN, _storable(reason)),
+            keep_done=True,
+        )
+
+    def reset(self, index: int) -> None:
+        """Put the row back to pending (to retry or resubmit it); ``attempts`` is kept."""
+        self._update(
+            index,
+            "state = ?, job_id = NULL, hooked = 0, files = '[]', reason = NULL",
+            (ItemState.PENDING,),
+        )
+
+    def close(self) -> None:
+        """Close the database (SQLite then folds the -wal file back in); idempotent."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        """Return the journal itself; :meth:`close` runs on exit."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the journal."""
+        self.close()
+
+    def __repr__(self) -> str:
+        """Show the path; the rows are a query away (:meth:`entries`)."""
+        return f"Journal(path={str(self.path)!r}, recovered={self.recovered})"
+
+    def _update(
+        self, index: int, assignments: str, values: tuple[Any, ...], *, keep_done: bool = False
+    ) -> None:
+        # One autocommit UPDATE: the common case costs a single short write transaction.
+        where = "idx = ? AND state != 'done'" if keep_done else "idx = ?"
+        cursor = self._conn.execute(
+            f"UPDATE items SET {assignments}, updated = ? WHERE {where}",  # noqa: S608 - constant SQL
+            (*values, time.time(), index),
+        )
+        if cursor.rowcount:
+            return
+        if self.get(index) is None:
+            raise ValidationError("index", index, "no such journal row")
+        raise ValidationError(
+            "index",
+            index,
+            "the journal row is done (its images are saved) and is not marked failed or "
+            "unknown; reset() it first to run it again",
+        )
+
+
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    index, fingerprint, state, kind, label, job_id, hooked, files, reason, attempts, updated = row
+    return JournalEntry(
+        index=index,
+        fingerprint=fingerprint,
+        state=ItemState(state),
+        kind=kind,
+        label=label,
+        job_id=job_id,
+        hooked=bool(hooked),
+        files=tuple(json.loads(files)),
+        reason=reason,
+        attempts=attempts,
+        updated=updated,
+    )
+
+
+def _storable(text: str) -> str:
+    # SQLite text is UTF-8; a lone surrogate (from a mis-decoded prompt or file name in
+    # an error message) would make the write raise, losing the state change.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors="replace").decode()
+    return text
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` as an empty 0600 file if absent; reject a non-SQLite file.
+
+    Creating it ourselves fixes the mode: SQLite gives the -wal and -shm files the
+    database file's mode, and would otherwise create it with the umask's (often 0644).
+    """
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), _PRIVATE)
+    try:
+        header = os.read(fd, len(_SQLITE_MAGIC))
+    finally:
+        os.close(fd)
+    # Empty is fine: SQLite treats an empty file as an empty database.
+    if header and header != _SQLITE_MAGIC:
+        raise ValidationError("journal", str(path), _NOT_SQLITE)
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> bool:
+    """Check that ``conn`` is a journal this version reads; True when it is empty (new)."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return True
+    if not {"meta", "items"} <= tables:
+        raise ValidationError("journal", str(path), _NOT_JOURNAL)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.OperationalError:  # a "meta" table of another shape
+        meta = {}
+    if meta.get("app") != _APP:
+        raise ValidationError("journal", str(path), _NOT_JOURNAL)
+    version = meta.get("schema")
+    if version != str(_SCHEMA):
+        raise ValidationError(
+            "journal",
+            str(path),
+            f"journal schema {version!r} is not one this ttapi-async reads (schema {_SCHEMA}); "
+            "it was written by a newer version: upgrade ttapi-async, or use a new journal file",
+        )
+    return False
+
+
+def _tighten(path: Path) -> None:
+    """Make the database and its -wal/-shm files owner-only if they are not."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(name.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            name.chmod(_PRIVATE)
