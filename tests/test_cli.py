@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,90 @@ def test_4o_failed_job_exit_code(tmp_path: Path) -> None:
     proc = run("4o", "[fail] draw", "--out", str(tmp_path))
     assert proc.returncode == 5
     assert "failed" in proc.stderr
+
+
+def test_batch_runs_resumes_and_reports(tmp_path: Path) -> None:
+    """A batch saves every row; run again, it skips them all (the journal) and sends nothing."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n\n# skipped\na cat\na [fail] owl\n", encoding="utf-8")
+    out = tmp_path / "out"
+    proc = run("batch", str(prompts), "--out", str(out), "--no-progress")
+    assert proc.returncode == 3, proc.stderr  # one item failed
+    lines = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert sorted((cols[0], cols[1]) for cols in lines) == [
+        ("done", "0"),
+        ("done", "1"),
+        ("failed", "2"),
+    ]
+    assert "batch summary" in proc.stderr
+    assert "--retry-failed" in proc.stderr
+    assert len(list(out.glob("*.png"))) == 2
+    assert (out / "ttapi-journal.sqlite").stat().st_mode & 0o777 == 0o600
+    again = run("batch", str(prompts), "--out", str(out), "--no-progress")
+    assert again.returncode == 3
+    assert "already done (journal) │     2" in again.stderr
+    assert len(list(out.glob("*.png"))) == 2
+
+
+def test_batch_dry_run_reports_every_problem_and_sends_nothing(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"prompt": "ok", "size": "1024x1024"}\n'
+        '{"prompt": "bad size", "size": "10x10"}\n'
+        "{broken\n"
+        '{"prompt": "x", "colour": "red"}\n',
+        encoding="utf-8",
+    )
+    proc = run("batch", str(rows), "--kind", "generate", "--model", "gpt-image-1", "--dry-run")
+    assert proc.returncode == 2
+    assert "rows.jsonl:2: size='10x10'" in proc.stderr
+    assert "rows.jsonl:3: line=" in proc.stderr
+    assert "rows.jsonl:4: colour='red'" in proc.stderr
+    assert "3 problem(s)" in proc.stderr
+    good = tmp_path / "good.txt"
+    good.write_text("a\nb\n", encoding="utf-8")
+    proc = run("batch", str(good), "--dry-run", "--out", str(tmp_path / "none"))
+    assert proc.returncode == 0
+    assert "2 row(s) valid" in proc.stdout
+    assert not (tmp_path / "none").exists()
+    proc = run("batch", str(good), "--model", "gpt-image-1", "--dry-run")
+    assert proc.returncode == 2
+    assert "does not apply to 4o" in proc.stderr
+
+
+def test_batch_first_ctrl_c_drains_in_flight_work(tmp_path: Path) -> None:
+    """SIGINT: no new submits, in-flight jobs finish and are saved, the journal is consistent."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("".join(f"prompt {i}\n" for i in range(60)), encoding="utf-8")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in {"TTAPI_API_KEY", "TTAPI_BASE_URL"}}
+    exe = shutil.which("ttapi-async")
+    cmd = [exe] if exe else [sys.executable, "-m", "ttapi_async._cli"]
+    proc = subprocess.Popen(
+        [*cmd, "batch", str(prompts), "--out", str(out), "--no-progress", "--concurrency", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("done\t")
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "finishing the jobs in flight" in err
+    done = 1 + sum(line.startswith("done\t") for line in rest.splitlines())
+    assert done < 60
+    assert len(list(out.glob("*.png"))) == done
+    assert not list(out.glob(".part-*"))
+    from ttapi_async import ItemState, Journal  # noqa: PLC0415
+
+    with Journal.open(out / "ttapi-journal.sqlite") as journal:
+        counts = journal.counts()
+        rows = len(journal.entries())
+        assert journal.recovered == 0
+    # Rows are written as the run reaches its inputs: what it reached is done or pending.
+    assert counts[ItemState.DONE] == done
+    assert counts[ItemState.PENDING] == rows - done
+    assert counts[ItemState.SUBMITTED] == counts[ItemState.FAILED] == 0

@@ -409,12 +409,33 @@ def test_existing_loose_journal_and_wal_are_tightened(tmp_path: Path) -> None:
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
     with Journal.open(path) as first:
         first.add_pending(0, "fp0", "4o", "a")
+        before = first.get(0)
+    # A plain reader keeps the -wal and -shm files in place between the two opens.
+    keeper = sqlite3.connect(path)
+    try:
+        keeper.execute("SELECT count(*) FROM items").fetchall()
         for file in (path, wal, shm):
             file.chmod(0o644)
         with Journal.open(path) as second:
             for file in (path, wal, shm):
                 assert mode(file) == 0o600, file
-            assert second.get(0) == first.get(0)
+            assert second.get(0) == before
+    finally:
+        keeper.close()
+
+
+def test_one_process_at_a_time(tmp_path: Path) -> None:
+    """A second open while the first is live is refused (it would resubmit pending rows)."""
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as first:
+        first.add_pending(0, "fp0", "4o", "a")
+        first.mark_submitting(0)
+        with pytest.raises(ValidationError, match="another process"):
+            Journal.open(path)
+        # The refused open did not take the live run's in-flight row for a crash.
+        assert first.get(0).state is ItemState.SUBMITTING  # type: ignore[union-attr]
+    with Journal.open(path) as again:  # the lock went with close()
+        assert again.recovered == 1
 
 
 def test_rejects_a_text_file(tmp_path: Path) -> None:

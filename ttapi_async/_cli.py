@@ -299,6 +299,10 @@ def _load_batch(path: Path, kind: str, defaults: dict[str, Any]) -> tuple[list[R
     return requests, problems
 
 
+#: Problems listed by a failed check of a batch file (the count is always given).
+_MAX_PROBLEMS = 30
+
+
 class _Display:
     """Shows a batch's progress: a live bar on a terminal, plain lines otherwise."""
 
@@ -375,6 +379,17 @@ class _Display:
         table.add_row("job cap at the end", str(p.jobs_cap))
         self.console.print(table)
         self.console.print(f"images: {out}" + (f"   journal: {journal}" if journal else ""))
+        if journal is not None:
+            # What to run next; the same command resumes where this run stopped.
+            if p.total is not None and p.finished < p.total:
+                self.console.print("Run the same command again to resume.")
+            if p.failed:
+                self.console.print("Add --retry-failed to run the failed items again.")
+            if p.unknown:
+                self.console.print(
+                    "Items with an unknown outcome may have been billed; add "
+                    "--resubmit-unknown to submit them again anyway."
+                )
 
 
 @main.command()
@@ -452,8 +467,10 @@ def batch(
     defaults = {k: (v or None) for k, v in defaults.items()}
     requests, problems = _load_batch(prompts_file, kind, defaults)
     if problems:
-        for line in problems:
+        for line in problems[:_MAX_PROBLEMS]:
             click.echo(line, err=True)
+        if len(problems) > _MAX_PROBLEMS:
+            click.echo(f"... and {len(problems) - _MAX_PROBLEMS} more", err=True)
         click.echo(f"{len(problems)} problem(s) in {prompts_file}; nothing was sent.", err=True)
         sys.exit(2)
     if dry_run:

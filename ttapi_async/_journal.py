@@ -35,6 +35,7 @@ import json
 import os
 import sqlite3
 import stat
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,10 @@ from typing import Any, Final, Self
 import attrs
 
 from ._errors import ValidationError
+
+
+if sys.platform != "win32":
+    import fcntl
 
 
 __all__ = ["ItemState", "Journal", "JournalEntry"]
@@ -163,11 +168,14 @@ class Journal:
     path: Path
     recovered: int
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, recovered: int) -> None:
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, recovered: int, lock: int | None = None
+    ) -> None:
         """Wrap an open, checked connection; use :meth:`open` instead."""
         self.path = path
         self.recovered = recovered
         self._conn = conn
+        self._lock = lock
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Journal:
@@ -177,6 +185,11 @@ class Journal:
         (:attr:`recovered` counts them). Blocking file I/O: call it in a worker thread
         from async code.
 
+        One process at a time: the journal holds an exclusive ``flock`` on its file until
+        :meth:`close` (the OS drops it if the process dies, even by ``kill -9``). Two runs
+        on one journal would both submit its pending rows, and the second would take the
+        first's ``submitting`` rows for a crash.
+
         Raises:
             ValidationError: ``path`` is not an SQLite file, is an SQLite database but
                 not a journal, or is a journal from a newer ttapi-async.
@@ -184,7 +197,12 @@ class Journal:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         _create_private(path)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        lock = _lock(path)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except BaseException:
+            _unlock(lock)
+            raise
         try:
             # Checked before anything is written: a wrong file is left as it was.
             fresh = _check_schema(conn, path)
@@ -212,6 +230,7 @@ class Journal:
                 raise
         except sqlite3.DatabaseError as exc:
             conn.close()
+            _unlock(lock)
             # A damaged file or one that only starts like SQLite; other errors (locked,
             # read-only, disk full) are not about what the file is, and pass unchanged.
             if exc.sqlite_errorname in {"SQLITE_NOTADB", "SQLITE_CORRUPT"}:
@@ -219,8 +238,9 @@ class Journal:
             raise
         except BaseException:
             conn.close()
+            _unlock(lock)
             raise
-        return cls(path, conn, recovered)
+        return cls(path, conn, recovered, lock)
 
     # ------------------------------------------------------------------ reading
 
@@ -352,6 +372,8 @@ class Journal:
     def close(self) -> None:
         """Close the database (SQLite then folds the -wal file back in); idempotent."""
         self._conn.close()
+        lock, self._lock = self._lock, None
+        _unlock(lock)
 
     def __enter__(self) -> Self:
         """Return the journal itself; :meth:`close` runs on exit."""
@@ -411,6 +433,31 @@ def _storable(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode(errors="replace").decode()
     return text
+
+
+def _lock(path: Path) -> int | None:
+    """Take an exclusive, non-blocking ``flock`` on ``path``; None where flock is missing."""
+    if sys.platform == "win32":  # no flock: SQLite's own locking is all there is
+        return None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValidationError(
+            "journal",
+            str(path),
+            "another process is running with this journal; wait for it or use another file",
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases its flock
 
 
 def _create_private(path: Path) -> None:

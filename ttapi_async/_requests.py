@@ -306,7 +306,13 @@ def request_from_row(
     if cls is None:
         raise ValidationError("kind", kind, f"one of {', '.join(sorted(KINDS))}")
     allowed = {f.name for f in attrs.fields(cls)}
-    values: dict[str, Any] = {k: v for k, v in (defaults or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    for key, value in (defaults or {}).items():
+        if value is None:
+            continue
+        if key not in allowed:
+            raise ValidationError(key, value, f"does not apply to {kind} requests")
+        values[key] = value
     for key, raw in row.items():
         if key not in allowed:
             raise ValidationError(
