@@ -70,3 +70,25 @@ def test_bot_answers_commands(tmp_path: Path) -> None:
     assert any("only know /draw" in r for r in replies)
     images = [p for p in (tmp_path / "bot").iterdir() if p.suffix != ".json"]
     assert len(images) == 2
+
+
+def test_bulk_example_runs_and_resumes(tmp_path: Path) -> None:
+    """examples/bulk.py saves every job through webhooks; run again, it skips them all."""
+    env = {k: v for k, v in os.environ.items() if k != "TTAPI_API_KEY"}
+    cmd = [
+        sys.executable,
+        str(ROOT / "examples" / "bulk.py"),
+        "--out",
+        str(tmp_path),
+        "--jobs",
+        "12",
+    ]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert first.returncode == 0, first.stderr
+    assert sum(line.startswith("done #") for line in first.stdout.splitlines()) == 12
+    assert "callbacks accepted: 12" in first.stdout
+    assert len(list(tmp_path.glob("*.png"))) == 12
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert second.returncode == 0, second.stderr
+    assert "progress: 12/12 done=0 skipped=12" in second.stdout
+    assert len(list(tmp_path.glob("*.png"))) == 12
