@@ -489,6 +489,8 @@ def batch(
             live=live,
             journal=journal_path,
             max_jobs=concurrency,
+            # A sync call is a job and an HTTP request at once: let all slots be used.
+            max_requests=concurrency,
             retry_failed=retry_failed,
             resubmit_unknown=resubmit_unknown,
             fail_fast=fail_fast,
