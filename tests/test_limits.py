@@ -47,28 +47,35 @@ def test_budget_rejects_bad_rates() -> None:
 
 
 @pytest.mark.anyio
-async def test_polls_never_starve_submits() -> None:
-    """With polls queued on an exhausted budget, submits still get every freed token first."""
-    budget = RequestBudget(20.0, burst=1)
+async def test_submits_come_first_and_polls_still_get_their_share() -> None:
+    """On a contended budget, polls get a token only after 3 submits in a row, never 0."""
+    budget = RequestBudget(50.0, burst=1, submit_streak=3)
     order: list[str] = []
 
-    async def poll(i: int) -> None:
-        await budget.acquire_poll()
-        order.append(f"poll{i}")
+    async def take(kind: str, i: int) -> None:
+        await (budget.acquire_submit() if kind == "s" else budget.acquire_poll())
+        order.append(kind)
 
-    async def submit(i: int) -> None:
-        await budget.acquire_submit()
-        order.append(f"submit{i}")
-
-    await budget.acquire_submit()  # drain the bucket
+    await budget.acquire_poll()  # drain the bucket; the streak starts at 0
     async with anyio.create_task_group() as tg:
-        for i in range(5):
-            tg.start_soon(poll, i)
+        for i in range(6):
+            tg.start_soon(take, "p", i)
         await anyio.sleep(0.01)  # the polls are waiting before any submit arrives
-        for i in range(3):
-            tg.start_soon(submit, i)
-    assert order[:3] == ["submit0", "submit1", "submit2"], order
-    assert sorted(order[3:]) == [f"poll{i}" for i in range(5)]
+        for i in range(12):
+            tg.start_soon(take, "s", i)
+    submits_left = 12
+    streak = 0
+    for kind in order:
+        if kind == "s":
+            submits_left -= 1
+            streak += 1
+        else:
+            # While submits still waited, a poll only ever followed 3 submits in a row.
+            assert submits_left == 0 or streak >= 3, order
+            streak = 0
+    first_poll = order.index("p")
+    assert first_poll == 3, order  # not starved until every submit is through
+    assert order.count("p") == 6
 
 
 @pytest.mark.anyio

@@ -31,24 +31,35 @@ polls, applies inside the call. 4o jobs are waited on through the client's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import anyio
 import attrs
 
+from ._client import SEND_HOOK, SendHook
 from ._errors import (
     AuthenticationError,
     BulkPausedError,
     ClientClosedError,
+    ImageUnavailableError,
     InsufficientBalanceError,
     JobFailedError,
+    JobNotFoundError,
     JobTimeoutError,
     OutcomeUnknownError,
     PermissionDeniedError,
@@ -79,6 +90,8 @@ if TYPE_CHECKING:
 
     from ._client import Client
 
+_T = TypeVar("_T")
+
 
 __all__ = ["BulkOutcome", "BulkProgress", "BulkRun"]
 
@@ -88,6 +101,9 @@ log = logging.getLogger("ttapi_async.bulk")
 ACCOUNT_ERRORS: Final = (AuthenticationError, InsufficientBalanceError, PermissionDeniedError)
 #: "Not now": the request was refused before it was accepted, so resubmitting is safe.
 BUSY_ERRORS: Final = (QueueFullError, RateLimitError)
+_REQUEST_TYPES: Final = (GPT4oRequest, GenerateRequest, EditRequest, Dalle3Request)
+#: Journal states a resumed run hands back as they are (unless asked to retry them).
+_FINISHED: Final = frozenset({ItemState.DONE, ItemState.FAILED, ItemState.OUTCOME_UNKNOWN})
 
 
 @attrs.frozen
@@ -101,6 +117,7 @@ class BulkProgress:
         done: items that ended well in this run.
         failed: items that ended with an error (a resumed earlier failure included).
         unknown: items whose billable request may or may not have been accepted.
+        timed_out: 4o jobs whose wait timed out; still submitted (a resumed run waits).
         skipped: items already done in the journal by an earlier run.
         paused: an account-level error stopped new submissions.
         jobs_cap: the job-slot cap now (lowered by 499s, creeping back up).
@@ -113,6 +130,7 @@ class BulkProgress:
     done: int
     failed: int
     unknown: int
+    timed_out: int
     skipped: int
     paused: bool
     jobs_cap: int
@@ -120,8 +138,8 @@ class BulkProgress:
 
     @property
     def finished(self) -> int:
-        """Items with an outcome: done, failed, unknown or skipped."""
-        return self.done + self.failed + self.unknown + self.skipped
+        """Items with an outcome: done, failed, unknown, timed out or skipped."""
+        return self.done + self.failed + self.unknown + self.timed_out + self.skipped
 
 
 @attrs.frozen
@@ -135,7 +153,7 @@ class BulkOutcome:
             timed out (the job goes on; a resumed run waits again).
         result: the :class:`ImagesResponse` or :class:`JobResult` (None on error or when
             the item was done by an earlier run).
-        error: the error, if any.
+        error: the error, if any: a :class:`TTAPIError`, or an ``OSError`` from saving.
         job_id: the 4o job's id, once known.
         files: images saved by this run (``save_to``).
         paths: the saved files' paths (also for items done by an earlier run).
@@ -148,7 +166,7 @@ class BulkOutcome:
     request: Request
     state: ItemState
     result: ImagesResponse | JobResult | None = None
-    error: TTAPIError | None = None
+    error: Exception | None = None
     job_id: str | None = None
     files: tuple[SavedImage, ...] = ()
     paths: tuple[Path, ...] = ()
@@ -221,16 +239,19 @@ class BulkRun:
         self._tg: TaskGroup | None = None
         self._producer_scope = anyio.CancelScope()
         self._work_scope = anyio.CancelScope()
-        self._error: TTAPIError | None = None  # fail-fast's or the pause's, raised at the end
+        # Raised from the loop once the stream ends: fail-fast's error, the pause's, or an
+        # error of the input iterable (after the items already started have finished).
+        self._error: BaseException | None = None
+        self._unsent: dict[int, anyio.CancelScope] = {}  # items waiting to send
         self._paused: TTAPIError | None = None
         self._stopping = False
         self._exhausted = False
-        self._ready: dict[int, BulkOutcome] = {}
+        self._ready: dict[int, BulkOutcome | None] = {}  # None: never started
         self._next_index = 0
         self._active = 0  # jobs accepted and not ended, plus sync calls in flight
         self._started_at = 0.0
         self._counts = dict.fromkeys(
-            ("submitted", "running", "done", "failed", "unknown", "skipped"), 0
+            ("submitted", "running", "done", "failed", "unknown", "timed_out", "skipped"), 0
         )
 
     # ------------------------------------------------------------------ public
@@ -246,6 +267,7 @@ class BulkRun:
             done=c["done"],
             failed=c["failed"],
             unknown=c["unknown"],
+            timed_out=c["timed_out"],
             skipped=c["skipped"],
             paused=self._paused is not None,
             jobs_cap=self.slots.current,
@@ -259,6 +281,12 @@ class BulkRun:
         """
         self._stopping = True
         self._producer_scope.cancel()
+        self._cancel_unsent()
+
+    def _cancel_unsent(self) -> None:
+        # Items queued for the budget or an HTTP slot give up; sent ones run on.
+        for scope in self._unsent.values():
+            scope.cancel()
 
     async def __aenter__(self) -> Self:
         client = self._client
@@ -272,6 +300,10 @@ class BulkRun:
             self._owns_journal = True
         else:
             self.journal = arg
+        if self.journal is not None and self._save_to is not None:
+            # A run killed mid-download leaves its temporary files; the journal's lock
+            # says no other run of this journal is saving into the folder now.
+            await anyio.to_thread.run_sync(_sweep_parts, self._save_to)
         self._started_at = anyio.current_time()
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -302,7 +334,7 @@ class BulkRun:
                         inner = inner.exceptions[0]
                     if inner is group:
                         raise
-                    raise inner from None
+                    raise inner from inner.__cause__
             return None
         finally:
             self._receive.close()
@@ -318,7 +350,8 @@ class BulkRun:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._exhausted = True
             if self._error is not None:
-                raise self._error from None
+                # Its own cause (a pause's account error), not the stream's end.
+                raise self._error from self._error.__cause__
             raise StopAsyncIteration from None
         self._window.release()
         return outcome
@@ -335,151 +368,263 @@ class BulkRun:
                 self._error = BulkPausedError(self._paused)
                 self._error.__cause__ = self._paused
 
-    async def _inputs(self) -> AsyncIterator[Request]:
+    async def _inputs(self) -> AsyncGenerator[Request, None]:
         requests = self._requests
         if isinstance(requests, AsyncIterable):
-            async for request in requests:
-                yield request
+            iterator = aiter(requests)
+            try:
+                async for request in iterator:
+                    yield request
+            finally:
+                # Closing this generator does not close the caller's iterator: do it.
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
         else:
             for request in requests:
                 yield request
 
     async def _produce(self, work: TaskGroup) -> None:
-        journal = self.journal
+        """Start one task per input as the window, a job slot and no pause allow."""
         index = -1
-        async for request in self._inputs():
-            index += 1
-            if not isinstance(
-                request, GPT4oRequest | GenerateRequest | EditRequest | Dalle3Request
-            ):
-                raise ValidationError(
-                    f"requests[{index}]",
-                    type(request).__name__,
-                    "a GPT4oRequest, GenerateRequest, EditRequest or Dalle3Request is required",
-                )
-            await self._window.acquire()
-            job_id = None
-            if journal is not None:
-                entry = journal.add_pending(
-                    index, fingerprint(request), request.kind, label(request)
-                )
-                state = entry.state
-                finished = (
-                    state is ItemState.DONE
-                    or (state is ItemState.FAILED and not self._retry_failed)
-                    or (state is ItemState.OUTCOME_UNKNOWN and not self._resubmit_unknown)
-                )
-                if finished:
-                    self._deliver(
-                        BulkOutcome(
-                            index=index,
-                            request=request,
-                            state=state,
-                            job_id=entry.job_id,
-                            paths=tuple(Path(f) for f in entry.files),
-                            resumed=True,
-                            reason=entry.reason,
+        # aclosing: the caller's async iterator is closed however the run ends.
+        async with contextlib.aclosing(self._inputs()) as inputs:
+            while True:
+                try:
+                    request = await anext(inputs)
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:  # noqa: BLE001 - the caller's iterable failed
+                    # Like stop(): what started finishes and is handed back, then it raises.
+                    self._input_failed(exc)
+                    return
+                index += 1
+                item: object = request  # typed, but callers may pass anything
+                if not isinstance(item, _REQUEST_TYPES):
+                    self._input_failed(
+                        ValidationError(
+                            f"requests[{index}]",
+                            type(request).__name__,
+                            "a GPT4oRequest, GenerateRequest, EditRequest or Dalle3Request "
+                            "is required",
                         )
                     )
-                    continue
-                if state in {ItemState.FAILED, ItemState.OUTCOME_UNKNOWN}:
-                    journal.reset(index)
-                elif state is ItemState.SUBMITTED:
-                    job_id = entry.job_id
-            borrower = object()
-            await self._slot_limiter.acquire_on_behalf_of(borrower)
-            if self._paused is not None or self._stopping:
-                self._slot_limiter.release_on_behalf_of(borrower)
-                return
-            work.start_soon(self._item, index, request, job_id, borrower)
+                    return
+                await self._window.acquire()
+                start = self._resume_point(index, request)
+                if start is None:
+                    continue  # handed back from the journal
+                job_id, retrying = start
+                borrower = object()
+                await self._slot_limiter.acquire_on_behalf_of(borrower)
+                if self._paused is not None or self._stopping:
+                    self._slot_limiter.release_on_behalf_of(borrower)
+                    return
+                work.start_soon(self._item, index, request, job_id, retrying, borrower)
+
+    def _input_failed(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._stopping = True
+        self._cancel_unsent()
+
+    def _resume_point(self, index: int, request: Request) -> tuple[str | None, bool] | None:
+        """Where input ``index`` starts: ``(job id to wait on, retrying)``, or None if done.
+
+        Without a journal every item starts afresh. With one, finished items are handed
+        back as they were (unless asked to retry them) and submitted jobs are waited on.
+        """
+        journal = self.journal
+        if journal is None:
+            return None, False
+        entry = journal.add_pending(index, fingerprint(request), request.kind, label(request))
+        state = entry.state
+        retrying = (state is ItemState.FAILED and self._retry_failed) or (
+            state is ItemState.OUTCOME_UNKNOWN and self._resubmit_unknown
+        )
+        if state in _FINISHED and not retrying:
+            self._deliver(
+                BulkOutcome(
+                    index=index,
+                    request=request,
+                    state=state,
+                    job_id=entry.job_id,
+                    paths=tuple(Path(f) for f in entry.files),
+                    resumed=True,
+                    reason=entry.reason,
+                )
+            )
+            return None
+        if state is ItemState.SUBMITTED and entry.job_id:
+            return entry.job_id, False
+        if state is ItemState.FAILED and entry.job_id and isinstance(request, GPT4oRequest):
+            # A job that may have succeeded (its image was not saved): look again before
+            # paying for a new one.
+            return entry.job_id, True
+        if state is not ItemState.PENDING:
+            journal.reset(index)
+        return None, False
 
     async def _item(
-        self, index: int, request: Request, job_id: str | None, borrower: object
+        self, index: int, request: Request, job_id: str | None, retrying: bool, borrower: object
     ) -> None:
         start = anyio.current_time()
         slot = _Slot(self._slot_limiter, borrower)
         try:
             if isinstance(request, GPT4oRequest):
-                outcome = await self._run_4o(index, request, job_id, slot, start)
+                outcome = await self._run_4o(index, request, job_id, retrying, slot, start)
             else:
                 outcome = await self._run_sync(index, request, slot, start)
         finally:
             slot.release()
         if outcome is None:
-            self._window.release()  # never started (paused or stopped): nothing to hand back
+            self._skip(index)  # never sent (stopped or paused): nothing to hand back
         else:
             self._deliver(outcome)
 
-    async def _run_4o(
-        self, index: int, request: GPT4oRequest, job_id: str | None, slot: _Slot, start: float
-    ) -> BulkOutcome | None:
-        client = self._client
-        journal = self.journal
-        resumed = job_id is not None
-        if job_id is None:
-            busy = 0
-            while True:
-                if self._paused is not None or self._stopping:
-                    return None
-                async with self._http:
-                    if journal is not None:
-                        journal.mark_submitting(index)
-                    try:
-                        # Shielded: once written, the submit's reply (the job id) must
-                        # reach the journal even if the run is cancelled meanwhile.
-                        with anyio.CancelScope(shield=True):
-                            job = await client.gpt4o.submit(
-                                prompt=request.prompt,
-                                refer_images=list(request.refer_images) or None,
-                                extra_body=request.extra_body,
-                            )
-                    except ACCOUNT_ERRORS as exc:
-                        self._not_started(index)
-                        self._pause(exc)
-                        return None
-                    except BUSY_ERRORS as exc:
-                        self._not_started(index)
-                        busy += 1
-                        wait = self._on_busy(exc, busy, self._active)
-                    except OutcomeUnknownError as exc:
-                        return self._ended(index, request, ItemState.OUTCOME_UNKNOWN, start, exc)
-                    except ClientClosedError:
-                        raise
-                    except TTAPIError as exc:
-                        return self._ended(index, request, ItemState.FAILED, start, exc)
-                    else:
-                        if journal is not None:
-                            journal.mark_submitted(
-                                index, job.job_id, hooked=client.webhook is not None
-                            )
-                        job_id = job.job_id
-                        self._counts["submitted"] += 1
-                        break
-                await anyio.sleep(wait)
-        self._active += 1
-        self._counts["running"] += 1
-        self._report()
+    async def _send_call(
+        self, attempt: _Attempt, call: Callable[[], Awaitable[_T]], *, shield: bool
+    ) -> _T | None:
+        """Run one billable call under the HTTP cap; None if the run stopped before it was sent.
+
+        The send hook writes ``submitting`` right before the request goes out (after the
+        budget and the HTTP slot), and refuses to send once the run stops or pauses.
+        """
+        self._unsent[attempt.index] = attempt.scope
+        token = SEND_HOOK.set(SendHook(attempt.before_send, shield=shield))
+        result: _T | None = None
         try:
-            result = await client.gpt4o.job(job_id).wait(timeout=self._wait_timeout)
-        except JobFailedError as exc:
+            # Cancelled by stop() or a pause only while waiting to send: then None.
+            with attempt.scope:
+                async with self._http:
+                    if self._paused is None and not self._stopping:
+                        result = await call()
+        except _NotSent:
+            return None
+        finally:
+            SEND_HOOK.reset(token)
+            self._unsent.pop(attempt.index, None)
+        return result
+
+    async def _run_4o(
+        self,
+        index: int,
+        request: GPT4oRequest,
+        job_id: str | None,
+        retrying: bool,
+        slot: _Slot,
+        start: float,
+    ) -> BulkOutcome | None:
+        resumed = job_id is not None
+        if job_id is not None:
+            self._enter_running()
+            try:
+                result = await self._wait_job(job_id, fetch_first=True)
+            except (JobFailedError, JobNotFoundError) as exc:
+                if not retrying:
+                    return self._ended(index, request, ItemState.FAILED, start, exc, job_id=job_id)
+                job_id = None  # failed at TTAPI, or unknown there: a new job, as asked
+                self._not_started(index)
+            except JobTimeoutError as exc:
+                return self._timed_out(index, request, start, exc, job_id)
+            finally:
+                self._leave_running()
+            if job_id is not None:
+                slot.release()  # the job left TTAPI's queue; saving needs no job slot
+                try:
+                    return await self._finish(
+                        index, request, result, start, job_id, resumed=resumed, retrying=retrying
+                    )
+                except ImageUnavailableError:
+                    job_id = None  # its image expired: a new job, as asked
+                    self._not_started(index)
+        submitted = await self._submit_4o(index, request, start)
+        if not isinstance(submitted, str):
+            return submitted
+        job_id = submitted
+        try:
+            result = await self._wait_job(job_id)
+        except (JobFailedError, JobNotFoundError) as exc:
             return self._ended(index, request, ItemState.FAILED, start, exc, job_id=job_id)
         except JobTimeoutError as exc:
-            # The job goes on; the journal keeps it submitted so a resumed run waits again.
-            self._counts["failed"] += 1
-            return BulkOutcome(
-                index=index,
-                request=request,
-                state=ItemState.SUBMITTED,
-                error=exc,
-                job_id=job_id,
-                elapsed=anyio.current_time() - start,
-            )
+            return self._timed_out(index, request, start, exc, job_id)
         finally:
-            self._active -= 1
-            self._counts["running"] -= 1
+            self._leave_running()
         self._job_ended_well()
-        slot.release()  # the job left TTAPI's queue; downloading needs no job slot
-        return await self._finish(index, request, result, start, job_id, resumed=resumed)
+        slot.release()
+        return await self._finish(index, request, result, start, job_id)
+
+    async def _submit_4o(
+        self, index: int, request: GPT4oRequest, start: float
+    ) -> str | BulkOutcome | None:
+        """Submit until accepted: the job id, the item's end, or None (stopped first).
+
+        On success the item counts as running (left by the caller after its wait).
+        """
+        client = self._client
+        busy = 0
+        while True:
+            attempt = _Attempt(self, index)
+            try:
+                # Shielded send: once written, the reply (the job id) reaches the journal
+                # even if the run is cancelled meanwhile.
+                job = await self._send_call(
+                    attempt,
+                    lambda: client.gpt4o.submit(
+                        prompt=request.prompt,
+                        refer_images=list(request.refer_images) or None,
+                        extra_body=request.extra_body,
+                    ),
+                    shield=True,
+                )
+            except ACCOUNT_ERRORS as exc:
+                self._leave_running(attempt)
+                self._not_started(index)
+                self._pause(exc)
+                return None
+            except BUSY_ERRORS as exc:
+                self._leave_running(attempt)
+                self._not_started(index)
+                busy += 1
+                wait = self._on_busy(exc, busy, self._active)
+            except OutcomeUnknownError as exc:
+                self._leave_running(attempt)
+                return self._ended(index, request, ItemState.OUTCOME_UNKNOWN, start, exc)
+            except ClientClosedError:
+                raise
+            except TTAPIError as exc:
+                self._leave_running(attempt)
+                return self._ended(index, request, ItemState.FAILED, start, exc)
+            else:
+                if job is None:
+                    return None
+                if self.journal is not None:
+                    self.journal.mark_submitted(
+                        index, job.job_id, hooked=client.webhook is not None
+                    )
+                self._counts["submitted"] += 1
+                self._report()
+                return job.job_id
+            await anyio.sleep(wait)
+
+    async def _wait_job(self, job_id: str, *, fetch_first: bool = False) -> JobResult:
+        """Wait for a job's end; a job TTAPI does not know raises JobNotFoundError."""
+        client = self._client
+        if fetch_first:
+            # A job from an earlier run may be unknown here (another account or host, or
+            # forgotten): one fetch says so at once instead of polling until the timeout.
+            try:
+                await client.gpt4o.fetch(job_id)
+            except JobNotFoundError:
+                raise
+            except TTAPIError as exc:  # passing: the wait polls anyway
+                log.debug("job %s: first fetch failed (%s); waiting anyway", job_id, exc)
+        try:
+            return await client.gpt4o.job(job_id).wait(timeout=self._wait_timeout)
+        except JobTimeoutError as exc:
+            if isinstance(exc.last_error, JobNotFoundError):
+                raise exc.last_error from exc
+            raise
 
     async def _run_sync(
         self,
@@ -491,41 +636,35 @@ class BulkRun:
         journal = self.journal
         busy = 0
         while True:
-            if self._paused is not None or self._stopping:
+            attempt = _Attempt(self, index)
+            try:
+                result = await self._send_call(attempt, lambda: self._call(request), shield=False)
+            except ACCOUNT_ERRORS as exc:
+                self._not_started(index)
+                self._pause(exc)
                 return None
-            async with self._http:
-                if journal is not None:
-                    journal.mark_submitting(index)
-                self._active += 1
-                self._counts["running"] += 1
-                self._report()
-                try:
-                    result = await self._call(request)
-                except ACCOUNT_ERRORS as exc:
-                    self._not_started(index)
-                    self._pause(exc)
+            except BUSY_ERRORS as exc:
+                self._not_started(index)
+                busy += 1
+                wait = self._on_busy(exc, busy, self._active - 1)
+            except OutcomeUnknownError as exc:
+                return self._ended(index, request, ItemState.OUTCOME_UNKNOWN, start, exc)
+            except ClientClosedError:
+                raise
+            except TTAPIError as exc:
+                return self._ended(index, request, ItemState.FAILED, start, exc)
+            except BaseException:
+                # Cancelled: once sent, it may have been accepted and billed.
+                if attempt.sent and journal is not None:
+                    journal.mark_unknown(index, "cancelled while the request was in flight")
+                raise
+            else:
+                if result is None:
                     return None
-                except BUSY_ERRORS as exc:
-                    self._not_started(index)
-                    busy += 1
-                    wait = self._on_busy(exc, busy, self._active - 1)
-                except OutcomeUnknownError as exc:
-                    return self._ended(index, request, ItemState.OUTCOME_UNKNOWN, start, exc)
-                except ClientClosedError:
-                    raise
-                except TTAPIError as exc:
-                    return self._ended(index, request, ItemState.FAILED, start, exc)
-                except BaseException:
-                    # Cancelled mid-call: it may have been sent and billed.
-                    if journal is not None:
-                        journal.mark_unknown(index, "cancelled while the request was in flight")
-                    raise
-                else:
-                    self._counts["submitted"] += 1
-                    break
-                finally:
-                    self._active -= 1
-                    self._counts["running"] -= 1
+                self._counts["submitted"] += 1
+                break
+            finally:
+                self._leave_running(attempt)
             await anyio.sleep(wait)
         self._job_ended_well()
         slot.release()
@@ -584,8 +723,13 @@ class BulkRun:
         job_id: str | None,
         *,
         resumed: bool = False,
+        retrying: bool = False,
     ) -> BulkOutcome:
-        """Save the result's images (if asked), then record the item done."""
+        """Save the result's images (if asked), then record the item done.
+
+        With ``retrying``, an expired image raises :class:`ImageUnavailableError` so the
+        caller can submit a new job instead.
+        """
         files: tuple[SavedImage, ...] = ()
         paths: tuple[Path, ...] = ()
         stem = f"{index:05d}-{safe_stem(request.prompt)}"
@@ -619,9 +763,17 @@ class BulkRun:
                     )
             except ClientClosedError:
                 raise
-            except TTAPIError as exc:
+            except (TTAPIError, OSError) as exc:
+                if retrying and isinstance(exc, ImageUnavailableError):
+                    raise
                 # Generated (and billed) but not saved: failed, with the job id kept.
                 return self._ended(index, request, ItemState.FAILED, start, exc, job_id=job_id)
+            except BaseException:
+                if job_id is None and self.journal is not None:
+                    # A sync result that was received but not saved: it cannot be fetched
+                    # again. (A 4o job stays submitted: a resumed run saves it.)
+                    self.journal.mark_failed(index, "cancelled before the result was saved")
+                raise
         paths = paths or tuple(f.path for f in files)
         if self.journal is not None:
             self.journal.mark_done(index, [str(p) for p in paths])
@@ -639,26 +791,52 @@ class BulkRun:
 
     # ------------------------------------------------------------------ bookkeeping
 
+    def _enter_running(self) -> None:
+        self._active += 1
+        self._counts["running"] += 1
+        self._report()
+
+    def _leave_running(self, attempt: _Attempt | None = None) -> None:
+        if attempt is None or attempt.sent:
+            self._active -= 1
+            self._counts["running"] -= 1
+
+    def _timed_out(
+        self, index: int, request: Request, start: float, exc: JobTimeoutError, job_id: str
+    ) -> BulkOutcome:
+        # The job goes on; the journal keeps it submitted so a resumed run waits again.
+        self._counts["timed_out"] += 1
+        return BulkOutcome(
+            index=index,
+            request=request,
+            state=ItemState.SUBMITTED,
+            error=exc,
+            job_id=job_id,
+            reason=str(exc),
+            elapsed=anyio.current_time() - start,
+        )
+
     def _ended(
         self,
         index: int,
         request: Request,
         state: ItemState,
         start: float,
-        exc: TTAPIError,
+        exc: TTAPIError | OSError,
         *,
         job_id: str | None = None,
     ) -> BulkOutcome:
         """Record an item that ended badly (failed or outcome unknown) and build its outcome."""
         journal = self.journal
+        reason = f"{type(exc).__name__}: {exc}"
         if state is ItemState.OUTCOME_UNKNOWN:
             self._counts["unknown"] += 1
             if journal is not None:
-                journal.mark_unknown(index, str(exc))
+                journal.mark_unknown(index, reason)
         else:
             self._counts["failed"] += 1
             if journal is not None:
-                journal.mark_failed(index, f"{type(exc).__name__}: {exc}")
+                journal.mark_failed(index, reason)
         log.info("item %d %s: %s", index, state.value, exc)
         return BulkOutcome(
             index=index,
@@ -666,12 +844,12 @@ class BulkRun:
             state=state,
             error=exc,
             job_id=job_id,
-            reason=str(exc),
+            reason=reason,
             elapsed=anyio.current_time() - start,
         )
 
     def _not_started(self, index: int) -> None:
-        # Refused before being accepted (429/499/401/402/403): back to pending.
+        # Refused before being accepted (429/499/401/402/403) or never sent: pending again.
         if self.journal is not None:
             self.journal.reset(index)
 
@@ -680,6 +858,7 @@ class BulkRun:
             log.warning("bulk run paused: %s", exc)
             self._paused = exc
             self._producer_scope.cancel()
+            self._cancel_unsent()
             self._report()
 
     def _on_busy(self, exc: QueueFullError | RateLimitError, attempt: int, running: int) -> float:
@@ -698,7 +877,11 @@ class BulkRun:
 
     def _report(self) -> None:
         if self._on_progress is not None:
-            self._on_progress(self.progress)
+            try:
+                self._on_progress(self.progress)
+            except Exception:
+                # A display bug must not abandon billed work: log it and go on.
+                log.exception("on_progress raised; the run goes on")
 
     def _deliver(self, outcome: BulkOutcome) -> None:
         """Hand an outcome to the caller (in input order if asked), then report progress."""
@@ -709,19 +892,64 @@ class BulkRun:
                 ItemState.OUTCOME_UNKNOWN: "unknown",
             }[outcome.state]
             self._counts[key] += 1
-        # The stream is unbounded: the window semaphore bounds what can be in it.
-        if self._ordered:
-            self._ready[outcome.index] = outcome
-            while self._next_index in self._ready:
-                self._send.send_nowait(self._ready.pop(self._next_index))
-                self._next_index += 1
-        else:
-            self._send.send_nowait(outcome)
+        self._put(outcome.index, outcome)
         self._report()
         if self._fail_fast and not outcome.ok and not outcome.resumed and self._error is None:
             self._error = outcome.error
             self._stopping = True
             self._work_scope.cancel()
+
+    def _skip(self, index: int) -> None:
+        """An item that was never sent: free its window place and keep the order moving."""
+        self._window.release()
+        if self._ordered:
+            self._put(index, None)
+
+    def _put(self, index: int, outcome: BulkOutcome | None) -> None:
+        # The stream is unbounded: the window semaphore bounds what can be in it.
+        if not self._ordered:
+            if outcome is not None:
+                self._send.send_nowait(outcome)
+            return
+        self._ready[index] = outcome
+        while self._next_index in self._ready:
+            ready = self._ready.pop(self._next_index)
+            self._next_index += 1
+            if ready is not None:
+                self._send.send_nowait(ready)
+
+
+class _NotSent(Exception):  # noqa: N818 - a signal, not an error anyone sees
+    """Raised by the send hook to abort a call before it is sent (the run stops)."""
+
+
+class _Attempt:
+    """One attempt of an item to send its billable request; the send hook's target."""
+
+    __slots__ = ("_run", "index", "scope", "sent")
+
+    def __init__(self, run: BulkRun, index: int) -> None:
+        self._run = run
+        self.index = index
+        self.scope = anyio.CancelScope()  # stop() and pauses cancel it until it is sent
+        self.sent = False
+
+    def before_send(self) -> None:
+        run = self._run
+        if run._stopping or run._paused is not None:  # noqa: SLF001
+            raise _NotSent
+        if not self.sent:
+            self.sent = True
+            run._unsent.pop(self.index, None)  # noqa: SLF001 - sent: no longer cancellable
+            run._enter_running()  # noqa: SLF001
+        if run.journal is not None:
+            run.journal.mark_submitting(self.index)
+
+
+def _sweep_parts(folder: Path) -> None:
+    """Remove temporary files an earlier (killed) run left in ``folder``."""
+    for part in folder.glob(".part-*"):
+        part.unlink(missing_ok=True)
 
 
 def _saved_before(folder: Path, stem: str, job_id: str) -> tuple[Path, ...]:

@@ -9,6 +9,7 @@ requests with :mod:`ttapi_async._protocol` and send them through :meth:`Client._
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import os
@@ -61,6 +62,47 @@ DEFAULT_TIMEOUT: Final = 600.0
 
 T = TypeVar("T")
 Parser = Callable[[RawResponse, ResponseInfo], T]
+
+
+class SendHook:
+    """What a caller (the bulk runner) learns and decides at the moment a request is sent.
+
+    Installed for one call with :data:`SEND_HOOK` (a context variable, so it applies only
+    to the task that set it). ``before_send`` runs for each attempt of a billable request,
+    after every wait (budget, backoff) and right before the request goes to the pool: the
+    journal's "submitting" is written there, and raising aborts the call unsent. With
+    ``shield``, the send itself is shielded from cancellation, so a reply (a job id) that
+    is on its way is not thrown away when the caller is cancelled.
+    """
+
+    __slots__ = ("before_send", "shield")
+
+    def __init__(self, before_send: Callable[[], object], *, shield: bool = False) -> None:
+        self.before_send = before_send
+        self.shield = shield
+
+
+#: The :class:`SendHook` of the current task's calls, if any (private to the SDK).
+SEND_HOOK: contextvars.ContextVar[SendHook | None] = contextvars.ContextVar(
+    "ttapi_async_send_hook", default=None
+)
+
+
+async def _hooked_send(
+    hook: SendHook,
+    transport: AiohttpTransport,
+    spec: RequestSpec,
+    state: SendState,
+    timeout: float | None,
+) -> RawResponse:
+    if not spec.billable:
+        return await transport.send(spec, state, timeout)
+    hook.before_send()
+    if not hook.shield:
+        return await transport.send(spec, state, timeout)
+    with anyio.CancelScope(shield=True):
+        raw = await transport.send(spec, state, timeout)
+    return raw
 
 
 @attrs.define
@@ -399,7 +441,7 @@ class Client:
             transport = self._open()
         if self.budget is not None:
             # Before the clock starts: the deadline is absolute, so the wait still counts.
-            await self._take_budget(spec)
+            await self._take_budget(spec, deadline)
         loop = asyncio.get_running_loop()
         start = loop.time()
         state = SendState()
@@ -409,7 +451,11 @@ class Client:
                 # An exhausted budget sends nothing (aiohttp would read 0 as "no limit").
                 msg = f"{spec.operation}: the timeout ran out before the request was sent"
                 raise RequestTimeout(msg, request_sent=False)
-            raw = await transport.send(spec, state, timeout)
+            hook = SEND_HOOK.get()
+            if hook is None:
+                raw = await transport.send(spec, state, timeout)
+            else:
+                raw = await _hooked_send(hook, transport, spec, state, timeout)
             if raw.status < 300:  # noqa: PLR2004
                 return parse(raw, ResponseInfo(raw.status, raw.headers, loop.time() - start, 1))
             raise parse_error(raw.status, raw.headers, raw.body, operation=spec.operation)
@@ -460,19 +506,24 @@ class Client:
                     if pending is not None:
                         replay, pending = pending, None
                         raise replay
+                    if self.budget is not None:
+                        await self._take_budget(spec, deadline)
                     remaining = None
                     if deadline is not None:
                         remaining = deadline - loop.time()
                         if remaining <= 0:
                             msg = f"{spec.operation} did not finish within its timeout"
                             raise RequestTimeout(msg, request_sent=False)
-                    if self._state is _State.CLOSED or self._transport is None:
+                    transport = self._transport
+                    if self._state is _State.CLOSED or transport is None:
                         raise ClientClosedError("the client was closed while retrying")
                     attempts += 1
-                    if self.budget is not None:
-                        await self._take_budget(spec)
+                    hook = SEND_HOOK.get()
                     try:
-                        raw = await self._transport.send(spec, state, remaining)
+                        if hook is None:
+                            raw = await transport.send(spec, state, remaining)
+                        else:
+                            raw = await _hooked_send(hook, transport, spec, state, remaining)
                     except TTAPIError as exc:
                         if is_outcome_unknown(exc):
                             doubtful = exc
@@ -557,13 +608,19 @@ class Client:
             secrets=(self._api_key,),
         )
 
-    async def _take_budget(self, spec: RequestSpec) -> None:
+    async def _take_budget(self, spec: RequestSpec, deadline: float | None) -> None:
+        """Wait for a token of the request budget, within the call's deadline."""
         budget = self.budget
         assert budget is not None  # noqa: S101 - callers check
-        if spec.billable:
-            await budget.acquire_submit()
-        else:
-            await budget.acquire_poll()
+        acquire = budget.acquire_submit if spec.billable else budget.acquire_poll
+        if deadline is None:
+            await acquire()
+            return
+        with anyio.move_on_after(deadline - asyncio.get_running_loop().time()) as scope:
+            await acquire()
+        if scope.cancelled_caught:
+            msg = f"{spec.operation}: the timeout ran out waiting for the request budget"
+            raise RequestTimeout(msg, request_sent=False)
 
     def _raise_unknown(self, spec: RequestSpec, exc: TTAPIError, attempts: int) -> None:
         """Raise :class:`OutcomeUnknownError` if ``exc`` leaves a billable call in doubt."""

@@ -5,9 +5,11 @@ Strictly private. Two controls live here, each separate from the HTTP concurrenc
 
 * :class:`RequestBudget`: a requests-per-second budget for every API request of one
   client, submits and the waiter's polls alike, in which **polls never starve submits**.
-  The token bucket is aiolimiter's; the only thing added is the priority: a poll takes a
-  token only when no submit is waiting and the bucket has one spare, so a submit waits
-  at most behind other submits.
+  The token bucket is aiolimiter's; what is added is the priority: while submits wait, a
+  poll takes a token only after ``submit_streak`` tokens in a row went to submits. So
+  submits get at least that share of a contended budget, and polls (which collect the
+  results the submits paid for) still get the rest instead of stalling until every
+  submit is through.
 * :class:`SlotController`: the job-slot cap of a bulk run. TTAPI caps how many jobs an
   account may have queued or running and answers 499 when that queue is full, without
   saying the cap. The controller lowers the cap to what was running when the 499 came
@@ -39,42 +41,83 @@ class RequestBudget:
         rate: requests per second, all kinds together.
         burst: requests that may go at once after a quiet spell (default: one second's
             worth, at least 1).
+        submit_streak: while submits wait, tokens in a row they get before a waiting poll
+            may take one (default 3: submits get at least 3/4 of a contended budget).
     """
 
-    __slots__ = ("_limiter", "_poll_gap", "_submits_waiting", "rate")
+    __slots__ = (
+        "_gift",
+        "_gifts",
+        "_limiter",
+        "_poll_gap",
+        "_polls_waiting",
+        "_streak",
+        "_submit_streak",
+        "_submits_waiting",
+        "rate",
+    )
 
-    def __init__(self, rate: float, *, burst: float | None = None) -> None:
+    def __init__(self, rate: float, *, burst: float | None = None, submit_streak: int = 3) -> None:
         if not rate > 0:
             raise ValidationError("requests_per_second", rate, "a positive rate")
         size = max(1.0, rate) if burst is None else burst
         if size < 1:
             raise ValidationError("burst", burst, "at least 1")
+        if submit_streak < 1:
+            raise ValidationError("submit_streak", submit_streak, "at least 1")
         self.rate: Final = rate
         # aiolimiter's leaky bucket: `size` tokens drip out over `size / rate` seconds.
         self._limiter = AsyncLimiter(size, time_period=size / rate)
+        self._submit_streak = submit_streak
         self._submits_waiting = 0
-        # A blocked poll looks again after one token's worth of time: polls are never
-        # urgent to the millisecond, and at most the waiter's poll cap of them wait.
+        self._polls_waiting = 0
+        self._streak = 0  # tokens in a row that went to submits
+        # Tokens a submit took from the bucket and handed to a waiting poll. Polls cannot
+        # queue in aiolimiter (its queue is first come, first served), so submits queue
+        # there and pass every (streak + 1)-th token on.
+        self._gifts = 0
+        self._gift = anyio.Event()
+        # A poll with no submit waiting looks for a free token again after this long.
         self._poll_gap = 1.0 / rate
 
     def __repr__(self) -> str:
         return f"RequestBudget(rate={self.rate})"
 
     async def acquire_submit(self) -> None:
-        """Take a token for a submit (or any billable call), waiting behind submits only."""
+        """Take a token for a submit (or any billable call); submits come first."""
         self._submits_waiting += 1
         try:
-            await self._limiter.acquire()
+            while True:
+                await self._limiter.acquire()
+                if self._polls_waiting > self._gifts and self._streak >= self._submit_streak:
+                    # Submits had their streak: this token goes to a waiting poll.
+                    self._streak = 0
+                    self._gifts += 1
+                    self._gift.set()
+                    self._gift = anyio.Event()
+                    continue
+                break
         finally:
             self._submits_waiting -= 1
+        self._streak += 1
 
     async def acquire_poll(self) -> None:
-        """Take a token for a poll once no submit wants one."""
-        limiter = self._limiter
-        # aiolimiter has no "a token is free" event to wait on, so look again each gap.
-        while self._submits_waiting or not limiter.has_capacity():  # noqa: ASYNC110
-            await anyio.sleep(self._poll_gap)
-        await limiter.acquire()  # returns at once: capacity was just checked
+        """Take a token for a poll: a free one when no submit waits, else a handed-on one."""
+        self._polls_waiting += 1
+        try:
+            while True:
+                if self._gifts:
+                    self._gifts -= 1
+                    return
+                if not self._submits_waiting and self._limiter.has_capacity():
+                    self._streak = 0
+                    await self._limiter.acquire()  # at once: capacity was just checked
+                    return
+                # aiolimiter has no "a token is free" event, so look again after a gap.
+                with anyio.move_on_after(self._poll_gap):
+                    await self._gift.wait()
+        finally:
+            self._polls_waiting -= 1
 
 
 @attrs.define

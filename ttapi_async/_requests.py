@@ -53,6 +53,17 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None
     return None if value is None else dict(value)
 
 
+def _is_hook_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower().replace("_", "") in {"hookurl", "hooktoken"}
+
+
+def _extra_repr(value: Mapping[str, Any] | None) -> str:
+    # A hook URL carries a secret token: reprs (and so logs and tracebacks) hide it.
+    if value is None:
+        return "None"
+    return repr({k: "<hidden>" if _is_hook_key(k) else v for k, v in value.items()})
+
+
 @attrs.frozen(kw_only=True)
 class GPT4oRequest:
     """One 4o-image job: ``gpt4o.submit(prompt=..., refer_images=...)`` then a wait."""
@@ -61,7 +72,7 @@ class GPT4oRequest:
     prompt: str
     refer_images: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     extra_body: Mapping[str, Any] | None = attrs.field(
-        default=None, converter=_frozen_mapping, eq=False
+        default=None, converter=_frozen_mapping, eq=False, repr=_extra_repr
     )
 
 
@@ -83,7 +94,7 @@ class GenerateRequest:
     output_compression: int | None = None
     user: str | None = None
     extra_body: Mapping[str, Any] | None = attrs.field(
-        default=None, converter=_frozen_mapping, eq=False
+        default=None, converter=_frozen_mapping, eq=False, repr=_extra_repr
     )
 
 
@@ -105,7 +116,7 @@ class EditRequest:
     output_compression: int | None = None
     user: str | None = None
     extra_body: Mapping[str, Any] | None = attrs.field(
-        default=None, converter=_frozen_mapping, eq=False
+        default=None, converter=_frozen_mapping, eq=False, repr=_extra_repr
     )
 
 
@@ -121,7 +132,7 @@ class Dalle3Request:
     n: int | None = None
     model: str | None = None
     extra_body: Mapping[str, Any] | None = attrs.field(
-        default=None, converter=_frozen_mapping, eq=False
+        default=None, converter=_frozen_mapping, eq=False, repr=_extra_repr
     )
 
 
@@ -153,7 +164,7 @@ def params(request: Request) -> dict[str, Any]:
         if request.mask is not None:
             out["mask"] = _describe_input(request.mask)
     for key, value in (request.extra_body or {}).items():
-        if key.lower().replace("_", "") != "hookurl":
+        if not _is_hook_key(key):
             out.setdefault(key, value)
     return out
 
