@@ -102,7 +102,7 @@ async def _hooked_send(
         return await transport.send(spec, state, timeout)
     with anyio.CancelScope(shield=True):
         raw = await transport.send(spec, state, timeout)
-    return raw
+    return raw  # noqa: RET504 - returned after the shield closes (mypy needs the flow)
 
 
 @attrs.define
