@@ -372,6 +372,7 @@ class _Display:
             ("already done (journal)", p.skipped),
             ("failed", p.failed),
             ("outcome unknown", p.unknown),
+            ("still running (wait timed out)", p.timed_out),
             ("not started", max(0, p.total - p.finished) if p.total is not None else 0),
         ):
             table.add_row(name, str(count))
@@ -385,6 +386,8 @@ class _Display:
                 self.console.print("Run the same command again to resume.")
             if p.failed:
                 self.console.print("Add --retry-failed to run the failed items again.")
+            if p.timed_out:
+                self.console.print("Jobs still running at TTAPI are waited on by the next run.")
             if p.unknown:
                 self.console.print(
                     "Items with an unknown outcome may have been billed; add "
@@ -515,6 +518,7 @@ async def _batch(
     """Run a batch with a display and a two-stage Ctrl-C; return the exit code."""
     display = _Display(len(requests), live=live)
     interrupts = 0
+    stopped_by: TTAPIError | None = None
     with anyio.CancelScope() as scope, display:
         async with _client(api_key, base_url, timeout, requests_per_second=rate) as client:
             run = client.bulk(
@@ -541,9 +545,11 @@ async def _batch(
                     async for outcome in outcomes:
                         display.outcome(outcome)
             except BulkPausedError as exc:
-                display.note(f"[red]paused: {exc.cause}")
-                display.summary(run.progress, out, journal)
-                return EXIT_API_ERROR
+                display.note(f"[red]paused after an account error: {exc.cause}")
+                stopped_by = exc
+            except TTAPIError as exc:  # --fail-fast
+                display.note(f"[red]stopped at the first failure: {type(exc).__name__}: {exc}")
+                stopped_by = exc
             finally:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signal.SIGINT)
@@ -551,9 +557,9 @@ async def _batch(
     display.summary(p, out, journal)
     if scope.cancelled_caught or interrupts:
         return EXIT_INTERRUPTED
-    if p.unknown:
+    if p.unknown or isinstance(stopped_by, OutcomeUnknownError):
         return EXIT_OUTCOME_UNKNOWN
-    if p.failed:
+    if p.failed or p.timed_out or stopped_by is not None:
         return EXIT_API_ERROR
     return 0
 
