@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -107,7 +108,7 @@ def test_batch_runs_resumes_and_reports(tmp_path: Path) -> None:
     assert (out / "ttapi-journal.sqlite").stat().st_mode & 0o777 == 0o600
     again = run("batch", str(prompts), "--out", str(out), "--no-progress")
     assert again.returncode == 3
-    assert "already done (journal) │     2" in again.stderr
+    assert re.search(r"already done \(journal\)\s*│\s*2\s*│", again.stderr), again.stderr
     assert len(list(out.glob("*.png"))) == 2
 
 
