@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from ttapi_async import PollPolicy
-from ttapi_async._polling import DurationModel, next_poll_delay
+from ttapi_async._polling import DurationModel, dense_gap, next_poll_delay
 
 
 NO_JITTER = PollPolicy(jitter=0.0, dense_interval=1.0)
@@ -85,8 +87,24 @@ def test_duration_model_window_and_quantiles() -> None:
 def test_late_edge_not_trusted_while_young() -> None:
     """Early on only quick jobs have finished, so the late edge is underestimated: no backoff."""
     model = learned(1.5, 2.0)  # the quick jobs of a batch are the only ones seen so far
-    assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=3.0) == 1.0
+    # Dense (the 0.25 s floor: these jobs spread over half a second), not backing off...
+    assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=3.0) == 0.25
+    # ...until the waiter has watched long enough to trust the late edge.
     assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=60.0) == 1.5
+
+
+def test_dense_gap_follows_the_learned_spread() -> None:
+    """Short, tight jobs are polled finely; long, wide ones at the 1 s cap."""
+    assert dense_gap(DurationModel(), NO_JITTER) == 1.0  # nothing learned yet
+    assert dense_gap(learned(1, 3), NO_JITTER) == pytest.approx(0.25, abs=0.01)
+    assert dense_gap(learned(2, 10), NO_JITTER) == pytest.approx(0.97, abs=0.03)
+    assert dense_gap(learned(20, 90), NO_JITTER) == 1.0
+    assert dense_gap(learned(5.0, 5.1), NO_JITTER) == 0.25  # never below the floor
+    # For 1-3 s jobs the first poll lands one fine gap past the ~1 s edge, not a second.
+    first = next_poll_delay(0.0, None, learned(1, 3), NO_JITTER)
+    assert 1.1 < first < 1.35
+    wide = PollPolicy(jitter=0.0, dense_interval=1.0, dense_fraction=1.0)
+    assert dense_gap(learned(1, 3), wide) == 1.0  # the fraction is a knob
 
 
 def test_a_job_in_the_zone_never_sleeps_again() -> None:

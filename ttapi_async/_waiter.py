@@ -52,7 +52,7 @@ from ._errors import (
     ValidationError,
 )
 from ._models import JobEvent, JobEventKind, JobResult, JobSnapshot, JobStatus, ResponseInfo
-from ._polling import DurationModel, PollPolicy, jittered, next_poll_delay
+from ._polling import DurationModel, PollPolicy, dense_gap, jittered, next_poll_delay
 from ._protocol import build_fetch, parse_fetch
 from ._retry import RetryPolicy
 from ._rules import check_fetch
@@ -513,7 +513,7 @@ class JobWaiter:
             low = (
                 pending.last_poll
                 if pending.last_poll is not None
-                else max(pending.started, now - 2 * self.policy.dense_interval)
+                else max(pending.started, now - 2 * dense_gap(self.durations, self.policy))
             )
             first = len(self.durations) == 0
             self.durations.add((low + now) / 2 - pending.started)
