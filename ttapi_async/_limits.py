@@ -31,7 +31,20 @@ from aiolimiter import AsyncLimiter
 from ._errors import ValidationError
 
 
-__all__ = ["RequestBudget", "SlotController", "busy_backoff"]
+__all__ = ["RequestBudget", "SlotController", "acquire_fast", "busy_backoff"]
+
+
+async def acquire_fast(lock: anyio.CapacityLimiter | anyio.Semaphore) -> None:
+    """Acquire ``lock`` for the current task; at once, with no checkpoint, when one is free.
+
+    anyio's ``acquire`` always yields to the event loop first (a checkpoint). Per poll and
+    per bulk item that is an extra turn of the loop each time, which was a measurable share
+    of the client's CPU; a free token is taken directly instead.
+    """
+    try:
+        lock.acquire_nowait()
+    except anyio.WouldBlock:
+        await lock.acquire()
 
 
 class RequestBudget:

@@ -26,6 +26,7 @@ instance. The theory of operation:
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
@@ -61,7 +62,7 @@ from ._types import NOT_GIVEN, Timeout
 
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectSendStream
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._client import Client
     from ._resources import Job
@@ -169,7 +170,9 @@ class JobWaiter:
         self.stats = WaiterStats()
         self.durations = DurationModel(self.policy.window)
         self.confirm_callbacks = confirm_callbacks
-        self._limiter = anyio.CapacityLimiter(max_concurrent_polls)
+        if max_concurrent_polls < 1:
+            raise ValidationError("max_concurrent_polls", max_concurrent_polls, "at least 1")
+        self._max_polls = max_concurrent_polls
         if polls_per_second is not None and polls_per_second <= 0:
             raise ValidationError("polls_per_second", polls_per_second, "a positive rate")
         self._budget = (
@@ -197,12 +200,20 @@ class JobWaiter:
     async def _run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """The scheduler: owns the poll tasks; runs until the client closes."""
-        async with anyio.create_task_group() as tg:
+        """The scheduler and its poll workers; runs until the client closes.
+
+        ``max_concurrent_polls`` workers take due jobs from a stream: a poll costs a
+        hand-off, not a new task (spawning one per poll was a measurable share of the
+        client's CPU in bulk runs).
+        """
+        due, todo = anyio.create_memory_object_stream[_Pending](math.inf)
+        async with anyio.create_task_group() as tg, due, todo:
+            for _ in range(self._max_polls):
+                tg.start_soon(self._poll_worker, todo)
             self._tg = tg
             task_status.started()
             try:
-                await self._schedule_forever(tg)
+                await self._schedule_forever(due)
             finally:
                 self._tg = None
 
@@ -337,7 +348,7 @@ class JobWaiter:
         if pending is not None:
             pending.hooked = pending.hooked or hooked
             return pending
-        now = anyio.current_time()
+        now = asyncio.get_running_loop().time()
         pending = _Pending(job_id, now if started is None else started, hooked=hooked)
         self._pending[job_id] = pending
         self._emit(job_id, JobEventKind.QUEUED)
@@ -377,7 +388,9 @@ class JobWaiter:
                     return 2 * self.policy.max_interval
                 probes.add(pending.job_id)
             if pending.last_gap is not None or pending.last_poll is not None:
-                return jittered(self.policy.dense_interval, self.policy, self._rng)
+                # Finely: the first job seen done re-plans every pending job, so finding
+                # it a little sooner pays for a whole wave.
+                return jittered(self.policy.min_dense_interval, self.policy, self._rng)
         return next_poll_delay(
             now - pending.started,
             pending.last_gap,
@@ -390,16 +403,20 @@ class JobWaiter:
 
     def _schedule(self, pending: _Pending, delay: float) -> None:
         pending.seq += 1
-        due = anyio.current_time() + max(0.0, delay)
+        due = asyncio.get_running_loop().time() + max(0.0, delay)
         heapq.heappush(self._heap, (due, next(self._counter), pending.seq, pending))
         if self._heap[0][3] is pending:
             self._wake.set()  # the scheduler sleeps until the old head; wake it
 
-    async def _schedule_forever(self, tg: TaskGroup) -> None:
+    async def _schedule_forever(self, due: MemoryObjectSendStream[_Pending]) -> None:
         heap = self._heap
+        coalesce = self.policy.coalesce
         while True:
-            now = anyio.current_time()
-            while heap and heap[0][0] <= now:
+            now = asyncio.get_running_loop().time()
+            # Polls due within `coalesce` go out together, a little early: one wake-up of
+            # this loop (and of the server) serves them all, and no poll is ever late.
+            horizon = now + coalesce
+            while heap and heap[0][0] <= horizon:
                 _, _, seq, pending = heapq.heappop(heap)
                 if seq != pending.seq or pending.outcome is not None:
                     continue  # a stale entry, or a job that ended
@@ -409,20 +426,27 @@ class JobWaiter:
                     pending.repoll = True
                     continue
                 pending.polling = True
-                tg.start_soon(self._poll, pending)
+                due.send_nowait(pending)
             wait = heap[0][0] - now if heap else math.inf
             self._wake = anyio.Event()
             with anyio.move_on_after(wait):
                 await self._wake.wait()
 
+    async def _poll_worker(self, todo: MemoryObjectReceiveStream[_Pending]) -> None:
+        while True:
+            try:  # no extra turn of the loop when a job is already waiting
+                pending = todo.receive_nowait()
+            except anyio.WouldBlock:
+                pending = await todo.receive()
+            await self._poll(pending)
+
     async def _poll(self, pending: _Pending) -> None:
         try:
-            async with self._limiter:
-                if self._budget is not None:
-                    await self._budget.acquire()
-                if pending.outcome is not None or self._pending.get(pending.job_id) is not pending:
-                    return
-                await self._poll_once(pending)
+            if self._budget is not None:
+                await self._budget.acquire()
+            if pending.outcome is not None or self._pending.get(pending.job_id) is not pending:
+                return
+            await self._poll_once(pending)
         except Exception:  # a bug here must not take the scheduler (and the client) down
             log.exception("job %s: unexpected error while polling", pending.job_id)
             if self._pending.get(pending.job_id) is pending:
@@ -437,7 +461,7 @@ class JobWaiter:
     async def _poll_once(self, pending: _Pending) -> None:
         client = self._client
         job_id = pending.job_id
-        loop_now = anyio.current_time()
+        loop_now = asyncio.get_running_loop().time()
         self.stats.polls_sent += 1
 
         def parse(raw: RawResponse, info: ResponseInfo) -> JobSnapshot:
@@ -465,7 +489,7 @@ class JobWaiter:
             )
             self._schedule(pending, max(backoff, hint or 0.0))
             return
-        now = anyio.current_time()
+        now = asyncio.get_running_loop().time()
         current = self._pending.get(job_id)
         if current is not pending:
             # The entry was forgotten while the poll was in flight (its wait ended) and
@@ -490,7 +514,7 @@ class JobWaiter:
     ) -> None:
         if pending.outcome is not None:
             return
-        now = anyio.current_time() if polled_at is None else polled_at
+        now = asyncio.get_running_loop().time() if polled_at is None else polled_at
         if pending.called_back:
             source = "webhook"  # a callback ended the wait (confirmed by a poll or not)
         if snap.succeeded:
