@@ -87,8 +87,8 @@ def test_duration_model_window_and_quantiles() -> None:
 def test_late_edge_not_trusted_while_young() -> None:
     """Early on only quick jobs have finished, so the late edge is underestimated: no backoff."""
     model = learned(1.5, 2.0)  # the quick jobs of a batch are the only ones seen so far
-    # Dense (the 0.25 s floor: these jobs spread over half a second), not backing off...
-    assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=3.0) == 0.25
+    # Neither backing off nor narrowing the dense gap to what the quick jobs suggest...
+    assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=3.0) == 1.0
     # ...until the waiter has watched long enough to trust the late edge.
     assert next_poll_delay(4.0, 1.0, model, NO_JITTER, observed=60.0) == 1.5
 
@@ -103,6 +103,9 @@ def test_dense_gap_follows_the_learned_spread() -> None:
     # For 1-3 s jobs the first poll lands one fine gap past the ~1 s edge, not a second.
     first = next_poll_delay(0.0, None, learned(1, 3), NO_JITTER)
     assert 1.1 < first < 1.35
+    # Learned from the quick jobs only (watched for less than twice the longest): the cap.
+    assert dense_gap(learned(1, 3), NO_JITTER, observed=5.0) == 1.0
+    assert dense_gap(learned(1, 3), NO_JITTER, observed=6.5) == pytest.approx(0.25, abs=0.01)
     wide = PollPolicy(jitter=0.0, dense_interval=1.0, dense_fraction=1.0)
     assert dense_gap(learned(1, 3), wide) == 1.0  # the fraction is a knob
 

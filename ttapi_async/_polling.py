@@ -72,8 +72,9 @@ class PollPolicy:
         backstop_interval: the gap between polls when a webhook receiver is expected to
             deliver the result; polling is then only a safety net for lost callbacks.
         probes: while nothing is learned, only this many jobs (the oldest) poll, every
-            ``min_dense_interval`` after ``initial_delay``; the others check every ``2 * max_interval`` until the first
-            finished job teaches the early edge, which re-plans them all.
+            ``min_dense_interval`` after ``initial_delay``; the others check every
+            ``2 * max_interval`` until the first finished job teaches the early edge,
+            which re-plans them all.
         coalesce: polls due within this many seconds of each other go out together (up to
             that much early, never late), so many jobs cost one wake-up, not one each.
     """
@@ -171,11 +172,18 @@ class DurationModel:
         return self._sorted[index]
 
 
-def dense_gap(model: DurationModel, policy: PollPolicy) -> float:
-    """The gap between polls where jobs finish: a share of the learned spread, bounded."""
-    if len(model) < 2:  # noqa: PLR2004 - a spread needs two durations
+def dense_gap(model: DurationModel, policy: PollPolicy, observed: float = math.inf) -> float:
+    """The gap between polls where jobs finish: a share of the learned spread, bounded.
+
+    The spread is trusted, like the late edge, only once ``min_samples`` jobs have finished
+    and the waiter has watched for twice the longest duration seen (``observed``): before
+    that, only the quick jobs of a batch have finished, and a spread learned from them is
+    too narrow (polling 2-10 s jobs every 0.25 s because the first finishes took 2-3 s).
+    """
+    late = model.quantile(policy.late_quantile)
+    if len(model) < policy.min_samples or observed < 2 * late:
         return policy.dense_interval
-    spread = model.quantile(policy.late_quantile) - model.early_edge(policy.early_quantile)
+    spread = late - model.early_edge(policy.early_quantile)
     return min(
         policy.dense_interval,
         max(policy.min_dense_interval, policy.dense_fraction * spread),
@@ -208,7 +216,7 @@ def next_poll_delay(
     """
     if policy.adaptive and len(model) > 0:
         early = model.early_edge(policy.early_quantile)
-        dense = dense_gap(model, policy)
+        dense = dense_gap(model, policy, observed)
         if age < early and not in_zone:
             # Sleep through the dead time: the first poll lands one dense gap past the
             # early edge, where the first finishes can be seen.

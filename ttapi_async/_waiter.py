@@ -537,7 +537,10 @@ class JobWaiter:
             low = (
                 pending.last_poll
                 if pending.last_poll is not None
-                else max(pending.started, now - 2 * dense_gap(self.durations, self.policy))
+                else max(
+                    pending.started,
+                    now - 2 * dense_gap(self.durations, self.policy, now - (self._since or now)),
+                )
             )
             first = len(self.durations) == 0
             self.durations.add((low + now) / 2 - pending.started)
