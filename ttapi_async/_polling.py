@@ -19,7 +19,7 @@ yet". What makes a schedule good is *where* the polls fall:
   watched jobs for twice that long, though: early on, the finished jobs are only the quick
   ones (the slow ones have not finished yet), so the late edge is underestimated.
 * Before anything is learned, a few *probe* jobs (the oldest) poll every
-  ``min_dense_interval`` after ``initial_delay``, and the rest wait: a thousand jobs submitted
+  ``dense_interval`` after ``initial_delay``, and the rest wait: a thousand jobs submitted
   together need not all pay for discovering that none finishes in the first seconds. The
   first finished job switches every pending job to the learned schedule.
 
@@ -72,7 +72,7 @@ class PollPolicy:
         backstop_interval: the gap between polls when a webhook receiver is expected to
             deliver the result; polling is then only a safety net for lost callbacks.
         probes: while nothing is learned, only this many jobs (the oldest) poll, every
-            ``min_dense_interval`` after ``initial_delay``; the others check every
+            ``dense_interval`` after ``initial_delay``; the others check every
             ``2 * max_interval`` until the first finished job teaches the early edge,
             which re-plans them all.
         coalesce: polls due within this many seconds of each other go out together (up to

@@ -388,9 +388,7 @@ class JobWaiter:
                     return 2 * self.policy.max_interval
                 probes.add(pending.job_id)
             if pending.last_gap is not None or pending.last_poll is not None:
-                # Finely: the first job seen done re-plans every pending job, so finding
-                # it a little sooner pays for a whole wave.
-                return jittered(self.policy.min_dense_interval, self.policy, self._rng)
+                return jittered(self.policy.dense_interval, self.policy, self._rng)
         return next_poll_delay(
             now - pending.started,
             pending.last_gap,
