@@ -279,3 +279,27 @@ async def test_bad_request_items_are_reported_not_raised(emulator: Emulator) -> 
     assert got[0].state is ItemState.FAILED
     assert got[1].ok
     assert "x" not in emulator.counters.submits_by_prompt
+
+
+def test_a_resume_keeps_whole_saves_and_drops_images_cut_off_before_their_sidecar(
+    tmp_path: Path,
+) -> None:
+    """kill -9 between placing an image and writing its sidecar must not leave a twin."""
+    from ttapi_async._bulk import _saved_before  # noqa: PLC0415
+
+    stem = "00007-a-fox-12345678"
+    kept = tmp_path / f"{stem}-0.png"
+    kept.write_bytes(b"png")
+    (tmp_path / f"{stem}-0.png.json").write_text(json.dumps({"job_id": "job-1"}))
+    orphan = tmp_path / f"{stem}-0-2.png"  # placed, then the process died
+    orphan.write_bytes(b"png")
+    other = tmp_path / f"{stem}-0-3.png"  # an earlier job of the same item
+    other.write_bytes(b"png")
+    (tmp_path / f"{stem}-0-3.png.json").write_text(json.dumps({"job_id": "job-0"}))
+    neighbour = tmp_path / "00008-a-fox-12345678-0.png"
+    neighbour.write_bytes(b"png")
+    assert _saved_before(tmp_path, stem, "job-1", sidecar=True) == (kept,)
+    assert not orphan.exists()
+    assert other.exists()
+    assert neighbour.exists()
+    assert set(_saved_before(tmp_path, stem, "job-1", sidecar=False)) == {kept, other}

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -745,7 +746,9 @@ class BulkRun:
         if self._save_to is not None and job_id is not None and resumed:
             # Killed after saving but before the journal said so: keep those files
             # rather than saving the same job twice.
-            paths = await anyio.to_thread.run_sync(_saved_before, self._save_to, stem, job_id)
+            paths = await anyio.to_thread.run_sync(
+                functools.partial(_saved_before, self._save_to, stem, job_id, sidecar=self._sidecar)
+            )
         if self._save_to is not None and not paths:
             metadata: dict[str, Any] = {
                 "index": index,
@@ -961,16 +964,29 @@ def _sweep_parts(folder: Path) -> None:
         part.unlink(missing_ok=True)
 
 
-def _saved_before(folder: Path, stem: str, job_id: str) -> tuple[Path, ...]:
-    """Images an earlier run saved for ``job_id`` under ``stem`` (found by their sidecars)."""
+def _saved_before(folder: Path, stem: str, job_id: str, *, sidecar: bool) -> tuple[Path, ...]:
+    """Images an earlier run of this journal saved for ``job_id`` under the item's ``stem``.
+
+    The stem (input index + prompt slug and hash) is the item's own and the journal's lock
+    says no other run is saving here, so an image under it came from this item. With
+    sidecars, an image whose sidecar names the job is kept, and an image with no sidecar is
+    a save that was killed between placing the image and writing its sidecar: it is
+    removed, and the image saved again in full.
+    """
+    images = sorted(p for p in folder.glob(f"{stem}-*") if p.suffix != ".json" and p.is_file())
+    if not sidecar:
+        return tuple(images)
     found = []
-    for sidecar in sorted(folder.glob(f"{stem}*.json")):
+    for image in images:
+        side = image.with_name(image.name + ".json")
         try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            image.unlink(missing_ok=True)
+            continue
         except (OSError, ValueError):
             continue
-        image = sidecar.with_suffix("")  # "<image name>.json" -> the image
-        if isinstance(meta, dict) and meta.get("job_id") == job_id and image.is_file():
+        if isinstance(meta, dict) and meta.get("job_id") == job_id:
             found.append(image)
     return tuple(found)
 
