@@ -284,7 +284,7 @@ async def test_bad_request_items_are_reported_not_raised(emulator: Emulator) -> 
 def test_a_resume_keeps_whole_saves_and_drops_images_cut_off_before_their_sidecar(
     tmp_path: Path,
 ) -> None:
-    """kill -9 between placing an image and writing its sidecar must not leave a twin."""
+    """kill -9 between placing an image and writing its sidecar: no twin, and no loss."""
     from ttapi_async._bulk import _saved_before  # noqa: PLC0415
 
     stem = "00007-a-fox-12345678"
@@ -298,8 +298,11 @@ def test_a_resume_keeps_whole_saves_and_drops_images_cut_off_before_their_sideca
     (tmp_path / f"{stem}-0-3.png.json").write_text(json.dumps({"job_id": "job-0"}))
     neighbour = tmp_path / "00008-a-fox-12345678-0.png"
     neighbour.write_bytes(b"png")
-    assert _saved_before(tmp_path, stem, "job-1", sidecar=True) == (kept,)
-    assert not orphan.exists()
+    # The whole save is kept; the one cut off is reported (removed once saved again).
+    assert _saved_before(tmp_path, stem, "job-1", sidecar=True) == ((kept,), (orphan,))
+    assert orphan.exists()  # never deleted before a new copy exists
     assert other.exists()
     assert neighbour.exists()
-    assert set(_saved_before(tmp_path, stem, "job-1", sidecar=False)) == {kept, other}
+    found, unfinished = _saved_before(tmp_path, stem, "job-1", sidecar=False)
+    assert set(found) == {kept, other, orphan}
+    assert unfinished == ()

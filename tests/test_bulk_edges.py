@@ -580,3 +580,38 @@ async def test_a_resumed_job_ttapi_does_not_know_fails_at_once(
                 again = [o async for o in run]
         assert all(o.ok and o.job_id not in old_ids.values() for o in again)
         assert fresh.counters.submits_by_prompt == {r.prompt: 1 for r in reqs}
+
+
+@pytest.mark.parametrize("kind", ["4o", "sync"])
+async def test_stop_while_the_client_retries_a_refused_submit(
+    emulator: Emulator, tmp_path: Path, kind: str
+) -> None:
+    """A 429'd attempt, then stop() before the client's retry: pending again, nothing running."""
+    from ttapi_async._protocol import PATH_4O_SUBMIT  # noqa: PLC0415
+
+    route = PATH_4O_SUBMIT if kind == "4o" else PATH_GENERATE
+    emulator.add_fault(Fault(route=route, status=429, count=1, retry_after=0.3))
+    req: tt.Request = (
+        GPT4oRequest(prompt="p 0")
+        if kind == "4o"
+        else GenerateRequest(prompt="g 0", model="gpt-image-1")
+    )
+    journal = tmp_path / "j.sqlite"
+
+    def on_progress(p: BulkProgress) -> None:
+        if p.running == 1:
+            run.stop()  # the first attempt is on its way (and gets a 429)
+
+    async with client_for(emulator) as c:
+        run = c.bulk([req], journal=journal, on_progress=on_progress)
+        async with run:
+            got = [o async for o in run]
+        final = run.progress
+    with Journal.open(journal) as j:
+        states = {i: e.state for i, e in j.entries().items()}
+        assert j.recovered == 0
+    assert emulator.counters.responses[429] == 1
+    assert not emulator.counters.submits_by_prompt
+    assert got == []
+    assert states == {0: ItemState.PENDING}
+    assert final.running == 0

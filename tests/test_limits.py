@@ -86,3 +86,37 @@ async def test_budget_holds_the_rate() -> None:
         await budget.acquire_submit()
     # 10 tokens after the first at 50/s: at least ~0.2 s (a rate check, not a benchmark).
     assert anyio.current_time() - start >= 0.15
+
+
+@pytest.mark.anyio
+async def test_a_gift_to_a_poll_cancelled_meanwhile_is_not_banked() -> None:
+    """A token handed to a poll that is cancelled in the same step is not kept for later.
+
+    Kept, a later poll would spend it on top of a refilled bucket: over the rate.
+    """
+    budget = RequestBudget(10.0, burst=1, submit_streak=1)
+    await budget.acquire_submit()  # drain the one token; the submits' streak is 1
+    scope = anyio.CancelScope()
+
+    class CancelOnGift:  # the poll's scope is cancelled as its gift is handed over
+        def __init__(self, event: anyio.Event) -> None:
+            self.event = event
+
+        def set(self) -> None:
+            scope.cancel()
+            self.event.set()
+
+        async def wait(self) -> None:
+            await self.event.wait()
+
+    async def poll() -> None:
+        with scope:
+            await budget.acquire_poll()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(poll)
+        await anyio.sleep(0.01)  # the poll waits: no token
+        budget._gift = CancelOnGift(budget._gift)  # type: ignore[assignment]
+        tg.start_soon(budget.acquire_submit)
+    assert budget._gifts == 0
+    assert budget._polls_waiting == 0

@@ -510,6 +510,18 @@ class BulkRun:
                 finally:
                     self._http.release()
         except _NotSent:
+            if attempt.sent:
+                # The client was about to retry an attempt that was refused (429/499) or
+                # never written; the run stops instead. Not accepted, so pending again:
+                # unless the client retries calls that may have been accepted.
+                self._leave_running(attempt)
+                if self._client.retry.retry_unknown_outcome:
+                    if self.journal is not None:
+                        self.journal.mark_unknown(
+                            attempt.index, "stopped while retrying a request that was sent"
+                        )
+                else:
+                    self._not_started(attempt.index)
             return None
         finally:
             SEND_HOOK.reset(token)
@@ -607,6 +619,7 @@ class BulkRun:
                 return self._ended(index, request, ItemState.FAILED, start, exc)
             else:
                 if job is None:
+                    self._leave_running(attempt)
                     return None
                 if self.journal is not None:
                     self.journal.mark_submitted(
@@ -746,9 +759,11 @@ class BulkRun:
         if self._save_to is not None and job_id is not None and resumed:
             # Killed after saving but before the journal said so: keep those files
             # rather than saving the same job twice.
-            paths = await anyio.to_thread.run_sync(
+            paths, unfinished = await anyio.to_thread.run_sync(
                 functools.partial(_saved_before, self._save_to, stem, job_id, sidecar=self._sidecar)
             )
+        else:
+            unfinished = ()
         if self._save_to is not None and not paths:
             metadata: dict[str, Any] = {
                 "index": index,
@@ -786,6 +801,11 @@ class BulkRun:
                     # again. (A 4o job stays submitted: a resumed run saves it.)
                     self.journal.mark_failed(index, "cancelled before the result was saved")
                 raise
+        if unfinished and (files or paths):
+            # A whole copy exists (kept, or saved again): the one whose sidecar never got
+            # written can go.
+            for leftover in unfinished:
+                leftover.unlink(missing_ok=True)
         paths = paths or tuple(f.path for f in files)
         if self.journal is not None:
             self.journal.mark_done(index, [str(p) for p in paths])
@@ -809,9 +829,13 @@ class BulkRun:
         self._report()
 
     def _leave_running(self, attempt: _Attempt | None = None) -> None:
-        if attempt is None or attempt.sent:
-            self._active -= 1
-            self._counts["running"] -= 1
+        """One job or call fewer in flight (for an attempt: once, and only if it was sent)."""
+        if attempt is not None:
+            if not attempt.running:
+                return
+            attempt.running = False
+        self._active -= 1
+        self._counts["running"] -= 1
 
     def _timed_out(
         self, index: int, request: Request, start: float, exc: JobTimeoutError, job_id: str
@@ -938,13 +962,14 @@ class _NotSent(Exception):  # noqa: N818 - a signal, not an error anyone sees
 class _Attempt:
     """One attempt of an item to send its billable request; the send hook's target."""
 
-    __slots__ = ("_run", "index", "scope", "sent")
+    __slots__ = ("_run", "index", "running", "scope", "sent")
 
     def __init__(self, run: BulkRun, index: int) -> None:
         self._run = run
         self.index = index
         self.scope = anyio.CancelScope()  # stop() and pauses cancel it until it is sent
         self.sent = False
+        self.running = False  # counted in the run's "running" until _leave_running
 
     def before_send(self) -> None:
         run = self._run
@@ -952,6 +977,7 @@ class _Attempt:
             raise _NotSent
         if not self.sent:
             self.sent = True
+            self.running = True
             run._unsent.pop(self.index, None)  # noqa: SLF001 - sent: no longer cancellable
             run._enter_running()  # noqa: SLF001
         if run.journal is not None:
@@ -964,31 +990,34 @@ def _sweep_parts(folder: Path) -> None:
         part.unlink(missing_ok=True)
 
 
-def _saved_before(folder: Path, stem: str, job_id: str, *, sidecar: bool) -> tuple[Path, ...]:
-    """Images an earlier run of this journal saved for ``job_id`` under the item's ``stem``.
+def _saved_before(
+    folder: Path, stem: str, job_id: str, *, sidecar: bool
+) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """Images an earlier run of this journal saved under the item's ``stem``: (kept, unfinished).
 
     The stem (input index + prompt slug and hash) is the item's own and the journal's lock
-    says no other run is saving here, so an image under it came from this item. With
-    sidecars, an image whose sidecar names the job is kept, and an image with no sidecar is
-    a save that was killed between placing the image and writing its sidecar: it is
-    removed, and the image saved again in full.
+    says no other run is saving here, so an image under it came from this item. Without
+    sidecars, every such image is kept. With them, an image whose sidecar names the job is
+    kept; an image with no sidecar is *unfinished* (the process died between placing it and
+    writing its sidecar, or an earlier run saved without sidecars): the caller saves the
+    job again and removes it only once that worked, so no image is doubled nor lost.
     """
     images = sorted(p for p in folder.glob(f"{stem}-*") if p.suffix != ".json" and p.is_file())
     if not sidecar:
-        return tuple(images)
-    found = []
+        return tuple(images), ()
+    kept, unfinished = [], []
     for image in images:
         side = image.with_name(image.name + ".json")
         try:
             meta = json.loads(side.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            image.unlink(missing_ok=True)
+            unfinished.append(image)
             continue
         except (OSError, ValueError):
             continue
         if isinstance(meta, dict) and meta.get("job_id") == job_id:
-            found.append(image)
-    return tuple(found)
+            kept.append(image)
+    return tuple(kept), tuple(unfinished)
 
 
 class _Slot:

@@ -82,6 +82,9 @@ class SendHook:
         self.shield = shield
 
 
+#: Longest a shielded send may take (see :class:`SendHook`).
+_SHIELD_LIMIT: Final = 120.0
+
 #: The :class:`SendHook` of the current task's calls, if any (private to the SDK).
 SEND_HOOK: contextvars.ContextVar[SendHook | None] = contextvars.ContextVar(
     "ttapi_async_send_hook", default=None
@@ -100,9 +103,16 @@ async def _hooked_send(
     hook.before_send()
     if not hook.shield:
         return await transport.send(spec, state, timeout)
-    with anyio.CancelScope(shield=True):
+    # Shielded, but never for ever: with no call timeout, a server that never answers
+    # would otherwise hold a stopping run hostage.
+    limit = _SHIELD_LIMIT if timeout is None else min(timeout, _SHIELD_LIMIT)
+    raw = None
+    with anyio.move_on_after(limit, shield=True):
         raw = await transport.send(spec, state, timeout)
-    return raw  # noqa: RET504 - returned after the shield closes (mypy needs the flow)
+    if raw is None:
+        msg = f"{spec.operation}: no reply within {limit:g} s"
+        raise RequestTimeout(msg, request_sent=state.connected)
+    return raw
 
 
 @attrs.define

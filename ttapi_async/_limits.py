@@ -131,6 +131,9 @@ class RequestBudget:
                     await self._gift.wait()
         finally:
             self._polls_waiting -= 1
+            # A poll cancelled as its gift arrived leaves it unclaimed: drop the surplus
+            # (that token is spent) rather than let a later poll exceed the rate with it.
+            self._gifts = min(self._gifts, self._polls_waiting)
 
 
 @attrs.define

@@ -216,6 +216,8 @@ class JobWaiter:
                 await self._schedule_forever(due)
             finally:
                 self._tg = None
+                # However the scheduler ends, nobody may be left waiting for polls.
+                self._close()
 
     def _close(self) -> None:
         """End every wait in progress; called by the client as it closes."""
