@@ -306,3 +306,28 @@ def test_a_resume_keeps_whole_saves_and_drops_images_cut_off_before_their_sideca
     found, unfinished = _saved_before(tmp_path, stem, "job-1", sidecar=False)
     assert set(found) == {kept, other, orphan}
     assert unfinished == ()
+
+
+async def test_a_wait_that_times_out_hands_back_the_job_and_a_resume_waits_again(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.job_duration = (1.0, 1.0)
+    journal = tmp_path / "j.sqlite"
+    progress: list[BulkProgress] = []
+    async with client_for(emulator) as c:
+        async with c.bulk(
+            prompts(1), journal=journal, wait_timeout=0.2, on_progress=progress.append
+        ) as run:
+            (first,) = [o async for o in run]
+    assert first.state is ItemState.SUBMITTED
+    assert isinstance(first.error, tt.JobTimeoutError)
+    assert first.job_id
+    assert (progress[-1].timed_out, progress[-1].failed, progress[-1].finished) == (1, 0, 1)
+    with Journal.open(journal) as j:
+        assert j.counts()[ItemState.SUBMITTED] == 1
+    async with client_for(emulator) as c:
+        async with c.bulk(prompts(1), journal=journal) as run:
+            (second,) = [o async for o in run]
+    assert second.ok
+    assert second.job_id == first.job_id
+    assert emulator.counters.submits_by_prompt == {"p 0": 1}

@@ -80,6 +80,7 @@ from ._requests import (
     GenerateRequest,
     GPT4oRequest,
     Request,
+    call_params,
     fingerprint,
     label,
     params,
@@ -548,7 +549,7 @@ class BulkRun:
                 job_id = None  # failed at TTAPI, or unknown there: a new job, as asked
                 self._not_started(index)
             except JobTimeoutError as exc:
-                return self._timed_out(index, request, start, exc, job_id)
+                return self._ended(index, request, ItemState.SUBMITTED, start, exc, job_id=job_id)
             finally:
                 self._leave_running()
             if job_id is not None:
@@ -569,7 +570,7 @@ class BulkRun:
         except (JobFailedError, JobNotFoundError) as exc:
             return self._ended(index, request, ItemState.FAILED, start, exc, job_id=job_id)
         except JobTimeoutError as exc:
-            return self._timed_out(index, request, start, exc, job_id)
+            return self._ended(index, request, ItemState.SUBMITTED, start, exc, job_id=job_id)
         finally:
             self._leave_running()
         self._job_ended_well()
@@ -695,47 +696,17 @@ class BulkRun:
 
     async def _call(self, request: GenerateRequest | EditRequest | Dalle3Request) -> ImagesResponse:
         client = self._client
+        kwargs = call_params(request)  # the request's fields are the call's keywords
         if isinstance(request, GenerateRequest):
-            return await client.images.generate(
-                prompt=request.prompt,
-                model=request.model,
-                n=request.n,
-                size=request.size,
-                quality=request.quality,
-                response_format=request.response_format,
-                style=request.style,
-                background=request.background,
-                moderation=request.moderation,
-                output_format=request.output_format,
-                output_compression=request.output_compression,
-                user=request.user,
-                extra_body=request.extra_body,
-            )
+            return await client.images.generate(**kwargs, extra_body=request.extra_body)
         if isinstance(request, EditRequest):
             return await client.images.edit(
                 image=list(request.image),
-                prompt=request.prompt,
                 mask=request.mask,
-                model=request.model,
-                n=request.n,
-                size=request.size,
-                quality=request.quality,
-                response_format=request.response_format,
-                background=request.background,
-                output_format=request.output_format,
-                output_compression=request.output_compression,
-                user=request.user,
+                **kwargs,
                 extra_body=request.extra_body,
             )
-        return await client.dalle3.generate(
-            prompt=request.prompt,
-            size=request.size,
-            quality=request.quality,
-            style=request.style,
-            n=request.n,
-            model=request.model,
-            extra_body=request.extra_body,
-        )
+        return await client.dalle3.generate(**kwargs, extra_body=request.extra_body)
 
     async def _finish(
         self,
@@ -837,21 +808,6 @@ class BulkRun:
         self._active -= 1
         self._counts["running"] -= 1
 
-    def _timed_out(
-        self, index: int, request: Request, start: float, exc: JobTimeoutError, job_id: str
-    ) -> BulkOutcome:
-        # The job goes on; the journal keeps it submitted so a resumed run waits again.
-        self._counts["timed_out"] += 1
-        return BulkOutcome(
-            index=index,
-            request=request,
-            state=ItemState.SUBMITTED,
-            error=exc,
-            job_id=job_id,
-            reason=str(exc),
-            elapsed=asyncio.get_running_loop().time() - start,
-        )
-
     def _ended(
         self,
         index: int,
@@ -862,10 +818,17 @@ class BulkRun:
         *,
         job_id: str | None = None,
     ) -> BulkOutcome:
-        """Record an item that ended badly (failed or outcome unknown) and build its outcome."""
+        """Record an item that ended badly and build its outcome.
+
+        ``state`` is ``failed``, ``outcome_unknown``, or ``submitted`` for a 4o wait that
+        timed out: the job goes on, and the journal keeps it submitted so a resumed run
+        waits again.
+        """
         journal = self.journal
         reason = f"{type(exc).__name__}: {exc}"
-        if state is ItemState.OUTCOME_UNKNOWN:
+        if state is ItemState.SUBMITTED:
+            self._counts["timed_out"] += 1
+        elif state is ItemState.OUTCOME_UNKNOWN:
             self._counts["unknown"] += 1
             if journal is not None:
                 journal.mark_unknown(index, reason)

@@ -32,6 +32,7 @@ __all__ = [
     "GPT4oRequest",
     "GenerateRequest",
     "Request",
+    "call_params",
     "fingerprint",
     "label",
     "params",
@@ -199,19 +200,19 @@ def validate(request: Request) -> None:
     if isinstance(request, GPT4oRequest):
         build_submit_4o(request.prompt, list(request.refer_images) or None, None, None)
     elif isinstance(request, GenerateRequest):
-        build_generate(_call_params(request), request.extra_body)
+        build_generate(call_params(request), request.extra_body)
     elif isinstance(request, Dalle3Request):
-        build_dalle3(_call_params(request), request.extra_body)
+        build_dalle3(call_params(request), request.extra_body)
     else:
         images = [
             _read_input(src, "image" if len(request.image) == 1 else f"image[{i}]")
             for i, src in enumerate(request.image)
         ]
         mask = None if request.mask is None else _read_input(request.mask, "mask")
-        build_edit(_call_params(request), images, mask, request.extra_body)
+        build_edit(call_params(request), images, mask, request.extra_body)
 
 
-def _call_params(request: Request) -> dict[str, Any]:
+def call_params(request: Request) -> dict[str, Any]:
     """The keyword arguments of the resource call, minus images and ``extra_body``."""
     return {
         f.name: getattr(request, f.name)
