@@ -44,6 +44,32 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def faults(session: nox.Session) -> None:
+    """The full fault matrix (every fault x every mode, about a minute) into docs/faults.md.
+
+    Fails when a cell loses an input, submits a prompt twice or hands over a wrong image.
+    ``nox -s faults -- --small`` runs the CI size.
+    """
+    session.install("-e", ".[dev]")
+    session.run(
+        "python", "benchmarks/faults.py", "--out", "docs/faults.md", "--check", *session.posargs
+    )
+
+
+@nox.session
+def audit(session: nox.Session) -> None:
+    """Known vulnerabilities in every installed dependency (pip-audit against PyPI's advisories).
+
+    Needs PyPI's JSON API (or ``-- -s osv`` for OSV); a package mirror without it reports the
+    dependencies as not found, which ``--strict`` turns into a failure rather than a pass.
+    """
+    session.install("-e", ".[dev]", "pip-audit>=2.7")
+    session.run(
+        "pip-audit", "--strict", "--skip-editable", "--progress-spinner", "off", *session.posargs
+    )
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Throughput and client CPU per call, then bulk runs, side by side (about 10 minutes)."""
     session.install("-e", ".[dev]")

@@ -8,13 +8,19 @@ by the clock.
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import AsyncIterator
+import os
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from aiohttp import web
+from PIL import Image
 
 import ttapi_async as tt
 from ttapi_async import (
@@ -32,6 +38,8 @@ from ttapi_async.testing import Emulator, Fault
 
 
 pytestmark = pytest.mark.anyio
+
+Serve = Callable[[web.Application], Awaitable[str]]
 
 
 def client_for(emu: Emulator, **kw: object) -> Client:
@@ -615,3 +623,165 @@ async def test_stop_while_the_client_retries_a_refused_submit(
     assert got == []
     assert states == {0: ItemState.PENDING}
     assert final.running == 0
+
+
+# ---------------------------------------------------------------- temporary files, damage
+
+
+def a_png() -> bytes:
+    """A real PNG of about 270 KB (noise does not compress): several 64 KiB chunks."""
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def gated_images(
+    body: bytes, started: anyio.Event, release: anyio.Event, app: web.Application | None = None
+) -> web.Application:
+    """Serve ``body`` at /gated.png: 70,000 bytes, then the rest once ``release`` is set."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"Content-Type": "image/png", "Content-Length": str(len(body))}
+        )
+        await resp.prepare(request)
+        await resp.write(body[:70_000])
+        started.set()
+        await release.wait()
+        await resp.write(body[70_000:])
+        return resp
+
+    app = app if app is not None else web.Application()
+    app.router.add_get("/gated.png", handler)
+    return app
+
+
+async def test_a_journaled_run_sweeps_only_what_its_own_journal_left(
+    emulator: Emulator, serve: Serve, tmp_path: Path
+) -> None:
+    """A run starts while a ``client.save()`` streams into its folder.
+
+    The run removes the temporary files an earlier run of its own journal left (tagged
+    with the journal's run id), and nothing else: not the streaming save's file, not an
+    untagged leftover, not another journal's. The save then completes, intact.
+    """
+    out = tmp_path / "out"
+    out.mkdir()
+    journal = tmp_path / "j.sqlite"
+    with Journal.open(journal) as j:
+        run_id = j.run_id
+    assert run_id is not None
+    own = [out / f".part-{run_id}-k2j3h4g5", out / f".part-{run_id}-zz9_yy8x"]
+    foreign = [out / ".part-q1w2e3r4", out / ".part-0000000000000000-a1b2c3d4"]
+    for leftover in (*own, *foreign):
+        leftover.write_bytes(b"half an image")
+    started, release = anyio.Event(), anyio.Event()
+    body = a_png()
+    base = await serve(gated_images(body, started, release))
+    reqs = prompts(2)
+    async with client_for(emulator) as c, anyio.create_task_group() as tg:
+        saved: list[tt.SavedImage] = []
+
+        async def save_in_flight() -> None:
+            result = tt.ImagesResponse(created=1, data=(tt.ImageData(url=base + "/gated.png"),))
+            saved.extend(await c.save(result, out, stem="mine"))
+
+        tg.start_soon(save_in_flight)
+        await started.wait()  # its .part- file is in the folder, half written
+        streaming = [p for p in out.iterdir() if p not in (*own, *foreign)]
+        assert len(streaming) == 1
+        async with c.bulk(reqs, save_to=out, journal=journal) as run:
+            got = [o async for o in run]
+        assert all(o.ok for o in got), [o.error for o in got]
+        assert streaming[0].exists()
+        release.set()
+    (mine,) = saved
+    assert mine.path.read_bytes() == body
+    assert all(not p.exists() for p in own)
+    assert all(p.read_bytes() == b"half an image" for p in foreign)
+    assert sorted(p.name for p in out.glob(".part-*")) == sorted(p.name for p in foreign)
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["journal", "no-journal"])
+async def test_a_runs_temporary_files_carry_its_journals_run_id(
+    serve: Serve, tmp_path: Path, journaled: bool
+) -> None:
+    """While a run's image streams, its ``.part-`` file is named with the run id.
+
+    That is what lets a resumed run (a new process) find it after a crash; a run
+    without a journal has no resume and names its files like any other save.
+    """
+    started, release = anyio.Event(), anyio.Event()
+    app = web.Application()
+    base = ""
+
+    async def generate(_: web.Request) -> web.Response:
+        return web.json_response({"created": 1, "data": [{"url": base + "/gated.png"}]})
+
+    app.router.add_post(PATH_GENERATE, generate)
+    body = a_png()
+    base = await serve(gated_images(body, started, release, app))
+    out = tmp_path / "out"
+    journal = tmp_path / "j.sqlite" if journaled else None
+    seen: list[str] = []
+    async with Client("test-key-123", base_url=base, timeout=30) as c:
+        async with c.bulk(generations(1), save_to=out, journal=journal) as run:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    await started.wait()
+                    seen.extend(p.name for p in out.iterdir())
+                    release.set()
+
+                tg.start_soon(watch)
+                got = [o async for o in run]
+            run_id = run.journal.run_id if run.journal is not None else None
+    assert [o.state for o in got] == [ItemState.DONE]
+    assert len(seen) == 1
+    if journaled:
+        assert run_id is not None
+        assert seen[0].startswith(f".part-{run_id}-")
+    else:
+        assert re.fullmatch(r"\.part-[a-z0-9_]{8}", seen[0]), seen
+    assert got[0].paths[0].read_bytes() == body
+    assert not list(out.glob(".part-*"))
+
+
+async def test_a_damaged_journal_refuses_to_start_and_deletes_nothing(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A row no run writes (``files`` not JSON, an unknown state): JournalCorruptError
+    naming the file and rows, before anything is sent, swept, reset or removed."""
+    out = tmp_path / "out"
+    journal = tmp_path / "j.sqlite"
+    reqs = prompts(4)
+    async with client_for(emulator) as c:
+        async with c.bulk(reqs, save_to=out, journal=journal) as run:
+            assert all([o.ok async for o in run])
+            run_id = run.journal.run_id if run.journal is not None else None
+    leftover = out / f".part-{run_id}-k2j3h4g5"  # what a crash would have left
+    leftover.write_bytes(b"half an image")
+    conn = sqlite3.connect(journal, isolation_level=None)
+    conn.execute("PRAGMA ignore_check_constraints = ON")
+    conn.execute("UPDATE items SET files = 'nope' WHERE idx = 1")
+    conn.execute("UPDATE items SET state = 'exploded' WHERE idx = 3")
+    conn.close()
+    before = journal.read_bytes()
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    submits = billed(emulator)
+    async with client_for(emulator) as c:
+        with pytest.raises(tt.JournalCorruptError) as info:
+            async with c.bulk(reqs, save_to=out, journal=journal, retry_failed=True) as run:
+                async for _ in run:
+                    pass
+        # Refused again, not "another process is running": the failed open let go.
+        with pytest.raises(tt.JournalCorruptError):
+            async with c.bulk(reqs, save_to=out, journal=journal):
+                pass
+    err = info.value
+    assert err.path == str(journal)
+    assert err.rows == (1, 3)
+    assert str(journal) in str(err)
+    assert billed(emulator) == submits
+    assert journal.read_bytes() == before
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files

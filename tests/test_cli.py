@@ -146,18 +146,26 @@ def test_batch_first_ctrl_c_drains_in_flight_work(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"TTAPI_API_KEY", "TTAPI_BASE_URL"}}
     exe = shutil.which("ttapi-async")
     cmd = [exe] if exe else [sys.executable, "-m", "ttapi_async._cli"]
-    proc = subprocess.Popen(
-        [*cmd, "batch", str(prompts), "--out", str(out), "--no-progress", "--concurrency", "4"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    err_file = tmp_path / "stderr.txt"
+    with err_file.open("w") as err_out:
+        proc = subprocess.Popen(
+            [*cmd, "batch", str(prompts), "--out", str(out), "--no-progress", "--concurrency", "4"],
+            stdout=subprocess.PIPE,
+            stderr=err_out,
+            text=True,
+            env=env,
+        )
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("done\t")
     proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=60)
+    # Read the rest through the same buffered reader: communicate() would read the raw fd
+    # and lose lines readline() had already buffered. EOF comes when the process exits
+    # (pytest-timeout bounds a hang).
+    rest = proc.stdout.read()
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    err = err_file.read_text()
     assert proc.returncode == 130, err
     assert "finishing the jobs in flight" in err
     done = 1 + sum(line.startswith("done\t") for line in rest.splitlines())
@@ -174,3 +182,27 @@ def test_batch_first_ctrl_c_drains_in_flight_work(tmp_path: Path) -> None:
     assert counts[ItemState.DONE] == done
     assert counts[ItemState.PENDING] == rows - done
     assert counts[ItemState.SUBMITTED] == counts[ItemState.FAILED] == 0
+
+
+def test_batch_with_a_damaged_journal_says_so_and_changes_nothing(tmp_path: Path) -> None:
+    """A damaged journal stops the batch with its own error; no advice to run it again."""
+    import sqlite3  # noqa: PLC0415
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\na cat\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert run("batch", str(prompts), "--out", str(out), "--no-progress").returncode == 0
+    journal = out / "ttapi-journal.sqlite"
+    db = sqlite3.connect(journal)
+    with db:
+        db.execute("UPDATE items SET files = 'not json' WHERE idx = 1")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the whole journal in the main file
+    db.close()
+    before = journal.read_bytes()
+    proc = run("batch", str(prompts), "--out", str(out), "--no-progress")
+    assert proc.returncode == 3, proc.stderr
+    assert "JournalCorruptError" in proc.stderr
+    assert str(journal) in proc.stderr
+    assert "rows 1" in proc.stderr
+    assert "Run the same command again" not in proc.stderr
+    assert journal.read_bytes() == before

@@ -19,6 +19,8 @@ import os
 import re
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -618,3 +620,235 @@ async def test_timeout_mid_download_leaves_nothing(serve: Serve, tmp_path: Path)
             await c.save(url_result(base + "/slow.png"), tmp_path, timeout=0.3)
     assert info.value.request_sent
     assert listing(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- hostile values
+
+
+def b64_result(**fields: Any) -> tt.ImagesResponse:
+    """A one-image b64 result; ``created`` and image fields may be anything."""
+    created = fields.pop("created", 1_700_000_000)
+    item = tt.ImageData(b64_json=base64.b64encode(png()).decode(), **fields)
+    return tt.ImagesResponse(created=created, data=(item,))
+
+
+@pytest.mark.parametrize(
+    ("created", "shown"),
+    [
+        (10**20, 10**20),
+        (-(10**20), -(10**20)),
+        (-(10**400), -(10**400)),
+        (10**12, 10**12),  # year 33658: past datetime's range
+        (2**63, 2**63),
+        (math.nan, None),  # JSON has no NaN nor infinity
+        (math.inf, None),
+        (-1, "1969-12-31T23:59:59+00:00"),  # a date after all
+    ],
+    ids=["1e20", "-1e20", "-1e400", "year-33658", "2**63", "nan", "inf", "-1"],
+)
+async def test_a_created_no_date_can_show_is_kept_as_sent(
+    tmp_path: Path, created: float, shown: object
+) -> None:
+    """``created`` out of the platform's range: the image is saved, the number kept."""
+    async with client() as c:
+        (saved,) = await c.save(b64_result(created=created), tmp_path)
+    assert saved.path.read_bytes() == png()
+    assert sidecar_of(saved)["created"] == shown
+    assert listing(tmp_path) == sorted([saved.path.name, saved.path.name + ".json"])
+
+
+async def test_lone_surrogates_in_every_field_are_saved(serve: Serve, tmp_path: Path) -> None:
+    """A mis-decoded prompt, job id or metadata value: the image is saved, the sidecar is
+    valid JSON giving the same strings back, and the name is a plain safe one."""
+    base = await serve(image_app(png()))
+    snap = tt.JobSnapshot(
+        job_id="job-\udcff",
+        status=tt.JobStatus.SUCCESS,
+        prompt="a fox \ud800 in snow",
+        image_url=base + "/a.png",
+        finish_time=dt.datetime.max.replace(tzinfo=dt.UTC),
+    )
+    async with client() as c:
+        (from_job,) = await c.save(snap, tmp_path, metadata={"note \ud800": "x\udc80"})
+        (from_id,) = await c.save(attrs_evolve_prompt(snap, None), tmp_path)
+        (revised,) = await c.save(b64_result(revised_prompt="\ud800\ud801"), tmp_path)
+        (from_meta,) = await c.save(b64_result(), tmp_path, metadata={"prompt": "\udfff"})
+    for saved in (from_job, from_id, revised, from_meta):
+        assert SAFE_NAME.match(saved.path.name), saved.path.name
+        assert saved.path.read_bytes() == png()
+    doc = sidecar_of(from_job)
+    assert (doc["prompt"], doc["job_id"]) == ("a fox \ud800 in snow", "job-\udcff")
+    assert doc["note \ud800"] == "x\udc80"
+    assert doc["finished"] == "9999-12-31T23:59:59.999999+00:00"
+    assert sidecar_of(revised)["revised_prompt"] == "\ud800\ud801"
+    assert sidecar_of(from_meta)["prompt"] == "\udfff"
+    assert sidecar_of(from_id)["job_id"] == "job-\udcff"
+    # Two prompts that differ only in a surrogate do not share a stem.
+    assert from_job.path.name.split("-0.")[0] != from_id.path.name.split("-0.")[0]
+    assert not list(tmp_path.glob(".part-*"))
+
+
+def attrs_evolve_prompt(snap: tt.JobSnapshot, prompt: str | None) -> tt.JobSnapshot:
+    import attrs  # noqa: PLC0415
+
+    return attrs.evolve(snap, prompt=prompt)
+
+
+async def test_a_stem_or_folder_the_os_cannot_take_is_a_validation_error(
+    tmp_path: Path,
+) -> None:
+    async with client() as c:
+        with pytest.raises(tt.ValidationError) as info:
+            await c.save(b64_result(), tmp_path, stem="a\ud800")
+        assert info.value.param == "stem"
+        for folder in (tmp_path / "d\ud800", tmp_path / "d\x00"):
+            with pytest.raises(tt.ValidationError) as info:
+                await c.save(b64_result(), folder)
+            assert info.value.param == "directory"
+        # A surrogate-escaped byte (a non-UTF-8 name read from the OS) is a real name.
+        (saved,) = await c.save(b64_result(), tmp_path, stem="raw\udcff")
+    assert os.fsencode(saved.path.name) == b"raw\xff-0.png"
+    assert sidecar_of(saved)["file"] == "raw\udcff-0.png"
+    assert listing(tmp_path) == sorted([saved.path.name, saved.path.name + ".json"])
+
+
+def assert_storage_error(err: tt.StorageError, code: int, cause: type[OSError]) -> None:
+    assert isinstance(err, OSError)
+    assert isinstance(err, tt.TTAPIError)
+    assert err.errno == code
+    assert isinstance(err.__cause__, cause)
+    assert "saving an image" in str(err)
+
+
+async def test_local_failures_are_storage_errors(serve: Serve, tmp_path: Path) -> None:
+    """A folder under a file, a folder that is a file: StorageError, which is an OSError."""
+    base = await serve(image_app(png()))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    async with client() as c:
+        for result in (b64_result(), url_result(base + "/a.png")):
+            with pytest.raises(tt.StorageError) as info:
+                await c.save(result, blocker / "out")
+            assert_storage_error(info.value, errno.ENOTDIR, NotADirectoryError)
+            with pytest.raises(OSError, match="saving an image"):  # `except OSError` works
+                await c.save(result, blocker)
+    assert listing(tmp_path) == ["a-file"]
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs")
+async def test_permission_denied_even_to_root_is_a_storage_error() -> None:
+    """sysfs refuses new files to everyone, root included: a real EACCES."""
+    async with client() as c:
+        with pytest.raises(tt.StorageError) as info:
+            await c.save(b64_result(), "/sys/kernel")
+    assert_storage_error(info.value, errno.EACCES, PermissionError)
+
+
+FULL_DISK_CHILD = """
+import asyncio, base64, json, os, resource, signal, sys
+from pathlib import Path
+import ttapi_async as tt
+
+async def main(folder, image):
+    result = tt.ImagesResponse(created=1, data=(tt.ImageData(b64_json=image),))
+    async with tt.Client("test-key-123", base_url="http://127.0.0.1:9") as c:
+        try:
+            await c.save(result, folder)
+        except BaseException as exc:
+            return {"type": type(exc).__name__, "errno": getattr(exc, "errno", None),
+                    "os": isinstance(exc, OSError), "tt": isinstance(exc, tt.TTAPIError),
+                    "cause": type(exc.__cause__).__name__}
+    return {"type": None}
+
+folder, image = sys.argv[1], sys.stdin.read()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+print(json.dumps(asyncio.run(main(folder, image))))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file-size limit")
+def test_a_write_that_fails_mid_image_is_a_storage_error_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """The disk refuses a write half-way (a file-size limit: EFBIG, like a full disk or a
+    quota): StorageError, and no half file nor .part- file is left.
+
+    ENOSPC itself needs a small filesystem (a mount: root); the file-size limit fails
+    the same write() with another errno, in a child so the limit binds no one else.
+    """
+    image = base64.b64encode(png((300, 300), noise=True)).decode()
+    assert len(image) > 2 * 64 * 1024
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path)],
+        input=image,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    got = json.loads(child.stdout)
+    assert got == {
+        "type": "StorageError",
+        "errno": errno.EFBIG,
+        "os": True,
+        "tt": True,
+        "cause": "OSError",
+    }
+    assert listing(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- temporary names
+
+
+def gated_app(body: bytes, started: anyio.Event, release: anyio.Event) -> web.Application:
+    """Serve ``body`` at /gated.png: the first 70,000 bytes, then the rest once released."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"Content-Type": "image/png", "Content-Length": str(len(body))}
+        )
+        await resp.prepare(request)
+        await resp.write(body[:70_000])
+        started.set()
+        await release.wait()
+        await resp.write(body[70_000:])
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/gated.png", handler)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("run_id", "pattern"),
+    [
+        (None, r"\.part-[a-z0-9_]{8}"),
+        ("0123456789abcdef", r"\.part-0123456789abcdef-[a-z0-9_]{8}"),
+    ],
+    ids=["outside-a-run", "in-a-run"],
+)
+async def test_temporary_names_carry_the_run_id_only_inside_a_run(
+    serve: Serve, tmp_path: Path, run_id: str | None, pattern: str
+) -> None:
+    """A save's ``.part-`` file names the journaled run it belongs to, and nothing else.
+
+    So the next run of that journal sweeps exactly its own leftovers; an untagged name
+    (any ``client.save()`` outside a run) is never swept.
+    """
+    started, release = anyio.Event(), anyio.Event()
+    body = png((300, 300), noise=True)
+    base = await serve(gated_app(body, started, release))
+    seen: list[str] = []
+    async with client(base) as c, anyio.create_task_group() as tg:
+        with _downloads.tagged_parts(run_id):
+            tg.start_soon(c.save, url_result(base + "/gated.png"), tmp_path)
+        await started.wait()
+        seen = listing(tmp_path)
+        release.set()
+    assert len(seen) == 1
+    assert re.fullmatch(pattern, seen[0]), seen
+    (image,) = [p for p in tmp_path.iterdir() if p.suffix == ".png"]
+    assert image.read_bytes() == body
+    assert not list(tmp_path.glob(".part-*"))

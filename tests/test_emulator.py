@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -19,14 +21,25 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import anyio
 import attrs
+import openai
 import pytest
 from aiohttp import web
 from anyio.streams.text import TextReceiveStream
 from PIL import Image
 
+import ttapi_async as tt
 from ttapi_async._errors import ValidationError
 from ttapi_async._rules import check_dalle3, check_generate
-from ttapi_async.testing import CallbackFaults, Counters, EmulatedJob, Emulator, Fault
+from ttapi_async.testing import (
+    CallbackFaults,
+    Charge,
+    Counters,
+    EmulatedJob,
+    Emulator,
+    Fault,
+    job_of_image,
+)
+from ttapi_async.testing._emulator import DEFAULT_MAX_BODY
 
 
 if TYPE_CHECKING:
@@ -129,12 +142,13 @@ async def post_edit(
 
 @attrs.define
 class Receiver:
-    """A tiny webhook receiver: records every POST, answers ``status``."""
+    """A tiny webhook receiver: records every POST (``url`` and ``url/<token>``)."""
 
     url: str = ""
     status: int = 200
     bodies: list[Any] = attrs.Factory(list)
     content_types: list[str] = attrs.Factory(list)
+    paths: list[str] = attrs.Factory(list)
 
 
 @asynccontextmanager
@@ -144,10 +158,12 @@ async def receiver() -> AsyncIterator[Receiver]:
     async def hook(request: web.Request) -> web.Response:
         rec.content_types.append(request.content_type)
         rec.bodies.append(json.loads(await request.read()))
+        rec.paths.append(request.path)
         return web.Response(status=rec.status, text="ok")
 
     app = web.Application()
     app.router.add_post("/hook", hook)
+    app.router.add_post("/hook/{token}", hook)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -420,7 +436,11 @@ def _rule_message(check: Callable[[dict[str, Any]], None], params: dict[str, Any
         ({"model": "dall-e-2", "prompt": "x" * 1001}, "prompt", "string_above_max_length"),
         ({"model": "gpt-image-1", "prompt": "p", "n": 11}, "n", "invalid_value"),
         ({"model": "gpt-image-1"}, "prompt", "invalid_value"),
-        ({"prompt": "p", "background": "transparent"}, "background", "invalid_value"),
+        (
+            {"model": "dall-e-2", "prompt": "p", "background": "transparent"},
+            "background",
+            "invalid_value",
+        ),
     ],
 )
 async def test_generation_validation_errors_have_openai_shape(
@@ -438,6 +458,21 @@ async def test_generation_validation_errors_have_openai_shape(
         }
     }
     assert emulator.counters.billed.total() == 0
+
+
+async def test_gpt_only_parameter_without_model_is_gpt_image(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """No model and a GPT-only parameter: OpenAI serves it with gpt-image-1 (wire section 8)."""
+    status, body = await post_json(
+        http, emulator, GEN, {"prompt": "p", "background": "transparent", "output_format": "webp"}
+    )
+    assert status == 200, body
+    assert "usage" in body
+    assert body["background"] == "transparent"
+    raw, img = decode(body["data"][0]["b64_json"])
+    assert raw.startswith(MAGIC["webp"])
+    assert img.mode == "RGBA"
 
 
 async def test_malformed_json_is_an_openai_400(
@@ -564,6 +599,123 @@ async def test_edit_needs_multipart(emulator: Emulator, http: aiohttp.ClientSess
     status, body = await post_json(http, emulator, EDIT, {"prompt": "p"})
     assert status == 400
     assert "multipart/form-data" in body["error"]["message"]
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+def noise_png(size: int) -> bytes:
+    """A valid PNG of about ``size`` bytes: random pixels do not compress."""
+    side = int((size / 3) ** 0.5) + 1
+    rng = random.Random(size)
+    img = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+async def test_edit_with_a_2mb_image_is_accepted_by_sdk_and_openai(emulator: Emulator) -> None:
+    """A valid gpt-image-1 edit with a 2 MB image is served (aiohttp alone stops at 1 MiB)."""
+    big = noise_png(2 * 1024 * 1024)
+    assert len(big) > 2 * 1024 * 1024
+    async with tt.Client(api_key=emulator.api_key, base_url=emulator.url, max_retries=0) as c:
+        r = await c.images.edit(image=[big], prompt="frame it", model="gpt-image-1")
+    assert r.usage is not None
+    assert r.usage.input_tokens_details is not None
+    assert r.usage.input_tokens_details.image_tokens == 323
+    async with openai.AsyncOpenAI(
+        base_url=emulator.url + "/v1", api_key=emulator.api_key, max_retries=0
+    ) as oc:
+        resp = await oc.images.edit(
+            model="gpt-image-1", image=("big.png", big, "image/png"), prompt="frame it"
+        )
+    assert resp.data is not None
+    assert resp.data[0].b64_json
+    assert emulator.counters.billed[EDIT] == 2
+    assert emulator.max_body == DEFAULT_MAX_BODY == 64 * 1024 * 1024
+
+
+async def test_body_over_max_body_is_a_json_413(http: aiohttp.ClientSession) -> None:
+    """Past max_body: 413 in the route's shape (OpenAI's on /v1), declared or chunked."""
+    limit = 64 * 1024
+    async with Emulator(max_body=limit) as emu:
+        status, body = await post_json(http, emu, GEN, {"prompt": "p", "user": "x" * limit})
+        assert status == 413
+        assert body == {
+            "error": {
+                "message": f"Request body too large: the limit is {limit} bytes.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+
+        async def chunked() -> AsyncIterator[bytes]:
+            for _ in range(4):
+                yield b"x" * (limit // 2)
+
+        async with http.post(emu.url + SUBMIT, data=chunked(), headers=key(emu)) as resp:
+            assert resp.status == 413
+            assert "Content-Length" not in resp.request_info.headers
+            assert (await resp.json())["status"] == "FAILED"
+        async with openai.AsyncOpenAI(
+            base_url=emu.url + "/v1", api_key=emu.api_key, max_retries=0
+        ) as oc:
+            with pytest.raises(openai.APIStatusError) as info:
+                await oc.images.edit(
+                    model="gpt-image-1",
+                    image=("big.png", noise_png(2 * limit), "image/png"),
+                    prompt="p",
+                )
+        assert info.value.status_code == 413
+        assert isinstance(info.value.body, dict)
+        assert info.value.body["type"] == "invalid_request_error"
+        async with tt.Client(api_key=emu.api_key, base_url=emu.url, max_retries=0) as c:
+            with pytest.raises(tt.APIStatusError) as sdk_info:
+                await c.images.edit(image=[noise_png(2 * limit)], prompt="p", model="gpt-image-1")
+        assert sdk_info.value.status == 413
+        assert sdk_info.value.type == "invalid_request_error"
+        assert f"the limit is {limit} bytes" in sdk_info.value.message
+        assert emu.counters.bodies_too_large == 4
+        assert emu.counters.billed.total() == 0
+        # Still serving, and a body under the cap is fine.
+        assert (await post_json(http, emu, GEN, {"prompt": "p"}))[0] == 200
+
+
+@pytest.mark.parametrize(("path", "shape"), [(SUBMIT, "envelope"), (EDIT, "openai")])
+async def test_stalled_body_gets_408_and_the_connection_closes(path: str, shape: str) -> None:
+    """Headers, part of a body, then silence: 408 after read_timeout, then the socket closes."""
+    async with Emulator(read_timeout=0.3) as emu:
+        port = int(emu.url.rsplit(":", 1)[1])
+        content_type = (
+            "application/json" if shape == "envelope" else "multipart/form-data; boundary=b"
+        )
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTT-API-KEY: {emu.api_key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
+        )
+        start = time.perf_counter()
+        async with await anyio.connect_tcp("127.0.0.1", port) as sock:
+            await sock.send(head.encode() + b'--b\r\nContent-Disposition: form-data; name="p')
+            reply = b""
+            with anyio.fail_after(5):
+                while True:
+                    try:
+                        reply += await sock.receive()
+                    except anyio.EndOfStream:
+                        break  # the server closed the connection
+        assert time.perf_counter() - start >= 0.3
+        head_line, _, rest = reply.partition(b"\r\n")
+        assert head_line == b"HTTP/1.1 408 Request Timeout"
+        body = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+        if shape == "envelope":
+            assert (body["status"], body["data"]) == ("FAILED", None)
+        else:
+            assert body["error"]["type"] == "invalid_request_error"
+        assert emu.counters.bodies_timed_out == 1
+        assert emu.jobs == {}
+        async with aiohttp.ClientSession() as http:
+            assert (await submit(http, emu)) in emu.jobs  # still serving
 
 
 # --------------------------------------------------------------------------- legacy DALL-E 3
@@ -853,6 +1005,55 @@ async def test_many_jobs_all_called_back(http: aiohttp.ClientSession) -> None:
         assert emu._in_flight == {}
 
 
+async def test_early_callback_with_a_running_job(http: aiohttp.ClientSession) -> None:
+    """early_rate: the job ends at once and its callback lands before the submit reply."""
+    async with (
+        receiver() as rec,
+        Emulator(job_duration=10, callbacks=CallbackFaults(early_rate=1.0)) as emu,
+    ):
+        job_id = await submit(http, emu, hookUrl=rec.url)
+        assert [b["jobId"] for b in rec.bodies] == [job_id]
+        assert rec.bodies[0]["status"] == "SUCCESS"
+        assert emu._timers == {}
+
+
+async def test_forged_callbacks(http: aiohttp.ClientSession) -> None:
+    """forge_rate: a SUCCESS on a made-up token and one on the job's own hook, while it runs."""
+    async with (
+        receiver() as rec,
+        aiohttp.ClientSession() as files,
+        Emulator(job_duration=0.3, callbacks=CallbackFaults(forge_rate=1.0)) as emu,
+    ):
+        hook = rec.url + "/the-token"
+        job_id = await submit(http, emu, hookUrl=hook)
+        await wait_until(lambda: emu.counters.callbacks_forged == 2)
+        assert emu.jobs[job_id].status == "ON_QUEUE"
+        assert len(rec.paths) == 2
+        assert rec.paths[0] != "/hook/the-token"
+        assert rec.paths[0].startswith("/hook/")
+        assert rec.paths[1] == "/hook/the-token"
+        for body in rec.bodies:
+            assert (body["jobId"], body["status"]) == (job_id, "SUCCESS")
+        async with files.get(rec.bodies[1]["data"]["imageUrl"]) as resp:
+            assert job_of_image(await resp.read()) == "forged"
+        await wait_until(lambda: len(rec.bodies) == 3)  # then the genuine callback
+        assert rec.bodies[2]["data"]["imageUrl"] == emu.jobs[job_id].image_url
+
+
+async def test_cross_job_callback(http: aiohttp.ClientSession) -> None:
+    """cross_rate: a job's hook first gets another (ended) job's body, then its own."""
+    async with receiver() as rec, Emulator(job_duration=0.05) as emu:
+        first = await submit(http, emu)
+        await anyio.sleep(0.1)
+        assert (await fetch(http, emu, first))[1]["status"] == "SUCCESS"
+        emu.callbacks.cross_rate = 1.0
+        second = await submit(http, emu, hookUrl=rec.url)
+        await wait_until(lambda: len(rec.bodies) == 2)
+        assert [b["jobId"] for b in rec.bodies] == [first, second]
+        assert rec.bodies[0]["data"]["imageUrl"] == emu.jobs[first].image_url
+        assert emu.counters.callbacks_crossed == 1
+
+
 # --------------------------------------------------------------------------- faults
 
 
@@ -1003,6 +1204,79 @@ def test_fault_kind_is_checked() -> None:
         Fault(kind="explode")  # type: ignore[arg-type]
 
 
+async def test_status_fault_with_an_html_page(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """content_type sends a fault body as it is, e.g. a gateway's HTML error page."""
+    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    emulator.add_fault(Fault(route=SUBMIT, status=502, body=page, content_type="text/html"))
+    async with http.post(emulator.url + SUBMIT, json={"prompt": "p"}, headers=key(emulator)) as r:
+        assert (r.status, r.content_type, await r.read()) == (502, "text/html", page)
+    assert emulator.jobs == {}
+
+
+async def test_hanging_reply_after_accept(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    """An after_accept latency fault holds the reply of a job that already exists."""
+    emulator.add_fault(Fault(route=SUBMIT, kind="latency", delay=0.4, after_accept=True))
+    async with anyio.create_task_group() as tg:
+        replies: list[str] = []
+
+        async def send() -> None:
+            replies.append(await submit(http, emulator))
+
+        tg.start_soon(send)
+        await wait_until(lambda: len(emulator.jobs) == 1)
+        assert replies == []
+    assert replies == list(emulator.jobs)
+
+
+async def test_swap_fault_answers_another_jobs_body(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A swap fault answers a fetch with another (ended) job's body; its jobId is not asked."""
+    other = await submit(http, emulator, prompt="other")
+    await anyio.sleep(0.2)
+    mine = await submit(http, emulator, prompt="mine")
+    emulator.add_fault(Fault(route=FETCH, kind="swap", count=1))
+    status, body = await fetch(http, emulator, mine)
+    assert (status, body["jobId"], body["status"]) == (200, other, "SUCCESS")
+    assert body["data"]["prompt"] == "other"
+    assert emulator.counters.fetches_swapped == 1
+    assert (await fetch(http, emulator, mine))[1]["jobId"] == mine
+    # No other job, or not a 200: the reply is the real one.
+    async with Emulator() as lone:
+        lone.add_fault(Fault(route=FETCH, kind="swap"))
+        only = await submit(http, lone)
+        assert (await fetch(http, lone, only))[1]["jobId"] == only
+        assert (await fetch(http, lone, "nope"))[0] == 404
+        assert lone.counters.fetches_swapped == 0
+
+
+async def test_job_images_name_their_job_and_charges_are_kept(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """Each 4o image carries its job id (and still decodes); the ledger lists each charge."""
+    ids = [await submit(http, emulator, prompt=f"p{i}") for i in range(2)]
+    await post_json(http, emulator, GEN, {"prompt": "sync", "n": 2})
+    await anyio.sleep(0.2)
+    for job_id in ids:
+        _, body = await fetch(http, emulator, job_id)
+        async with http.get(body["data"]["imageUrl"]) as resp:
+            data = await resp.read()
+            assert resp.content_length == len(data)
+        assert job_of_image(data) == job_id
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            assert (img.format, img.size) == ("PNG", (1024, 1024))
+    assert emulator.charges == [
+        Charge(SUBMIT, "p0", 2, ids[0]),
+        Charge(SUBMIT, "p1", 2, ids[1]),
+        Charge(GEN, "sync", 2),
+    ]
+    assert job_of_image(png(8, 8)) is None
+    assert job_of_image(b"not an image") is None
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -1122,7 +1396,8 @@ async def test_standalone_main(http: aiohttp.ClientSession, cli_env: dict[str, s
     """``python -m ttapi_async.testing --port 0`` prints its URL, serves, and stops on SIGTERM."""
     command = [
         sys.executable, "-m", "ttapi_async.testing", "--port", "0", "--api-key", "k1",
-        "--job-duration", "0.01", "0.02", "--sync-latency", "0",
+        "--job-duration", "0.01", "0.02", "--sync-latency", "0", "--read-timeout", "0.3",
+        "--max-body", "4096",
     ]  # fmt: skip
     async with await anyio.open_process(command, env=cli_env, stderr=None) as proc:
         try:
@@ -1142,6 +1417,20 @@ async def test_standalone_main(http: aiohttp.ClientSession, cli_env: dict[str, s
             url = match.group(1) + SUBMIT
             async with http.post(url, json={"prompt": "p"}, headers=headers) as resp:
                 assert resp.status == 200
+            async with http.post(url, json={"prompt": "p" * 5000}, headers=headers) as resp:
+                assert resp.status == 413
+            port = int(match.group(2))
+            async with await anyio.connect_tcp("127.0.0.1", port) as sock:
+                await sock.send(
+                    f"POST {SUBMIT} HTTP/1.1\r\nHost: h\r\nTT-API-KEY: k1\r\n"
+                    "Content-Length: 9\r\n\r\n{".encode()
+                )
+                with anyio.fail_after(5):
+                    reply = b""
+                    with contextlib.suppress(anyio.EndOfStream):
+                        while True:  # until the server closes the stalled connection
+                            reply += await sock.receive()
+                assert reply.startswith(b"HTTP/1.1 408 ")
             proc.send_signal(signal.SIGTERM)
             with anyio.fail_after(10):
                 assert await proc.wait() == 0

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from PIL import Image
 
 import ttapi_async as tt
+from ttapi_async._protocol import API_KEY_HEADER
 from ttapi_async.testing import Emulator, Fault
 
 
 pytestmark = pytest.mark.anyio
 
 FAST = tt.RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.05)
+Serve = Callable[[web.Application], Awaitable[str]]
 
 
 def sdk(emu: Emulator, **kwargs: object) -> tt.Client:
@@ -368,3 +372,59 @@ async def test_key_never_in_errors_or_reprs(emulator: Emulator) -> None:
             repr(await job.fetch()),
         ]
     assert all(emulator.api_key not in t for t in texts)
+
+
+async def test_no_model_with_gpt_image_param_is_gpt_image(emulator: Emulator) -> None:
+    """No model plus a GPT-image-only parameter is served as gpt-image-1 (wire section 8).
+
+    The SDK's rules and the emulator's (the same table) both accept it, and the emulator
+    answers the gpt-image way: b64 images in the asked format, with usage.
+    """
+    async with sdk(emulator) as c:
+        r = await c.images.generate(prompt="a cat", output_format="webp", size="1536x1024")
+        assert open_image(r.data[0].decode()).format == "WEBP"
+        assert r.usage is not None
+        assert r.output_format == "webp"
+        e = await c.images.edit(image=png((64, 32)), prompt="x", background="opaque")
+        assert e.data[0].b64_json is not None
+    # Straight to the emulator, without the SDK's checks in front.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            emulator.url + "/v1/images/generations",
+            json={"prompt": "a cat", "moderation": "low", "quality": "low"},
+            headers={API_KEY_HEADER: emulator.api_key},
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        reply = await resp.json()
+    assert reply["data"][0]["b64_json"]
+    assert reply["usage"]["total_tokens"] > 0
+
+
+async def test_fetch_answered_about_another_job(serve: Serve) -> None:
+    """gpt4o.fetch("job-X") answered with job-Y's state raises JobMismatchError."""
+    asked: list[str] = []
+
+    async def fetch(request: web.Request) -> web.Response:
+        asked.append(request.query["jobId"])
+        return web.json_response(
+            {
+                "status": "SUCCESS",
+                "message": "success",
+                "jobId": "job-Y",
+                "data": {"imageUrl": "https://cdn.example/job-Y.png", "quota": "2"},
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/openai/4o-image/fetch", fetch)
+    base = await serve(app)
+    async with tt.Client("k", base_url=base, retry=tt.RetryPolicy(max_retries=0)) as c:
+        with pytest.raises(tt.JobMismatchError) as info:
+            await c.gpt4o.fetch("job-X")
+        assert (info.value.expected, info.value.received) == ("job-X", "job-Y")
+        with pytest.raises(tt.JobMismatchError):
+            await c.gpt4o.job("job-X").fetch()
+        assert (await c.gpt4o.fetch("job-Y")).image_url == "https://cdn.example/job-Y.png"
+    assert asked == ["job-X", "job-X", "job-Y"]

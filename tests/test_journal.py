@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ttapi_async._errors import ValidationError
+from ttapi_async._errors import JournalCorruptError, StorageError, ValidationError
 from ttapi_async._journal import ItemState, Journal, JournalEntry
 
 
@@ -456,12 +458,16 @@ def test_rejects_a_text_file(tmp_path: Path) -> None:
 
 
 def test_rejects_a_damaged_file_that_looks_like_sqlite(tmp_path: Path) -> None:
+    """It starts like SQLite and SQLite cannot read it: damaged, and left as it was."""
     path = tmp_path / "bad.sqlite"
-    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
-    with pytest.raises(ValidationError) as info:
+    damaged = b"SQLite format 3\x00" + b"\xff" * 200
+    path.write_bytes(damaged)
+    with pytest.raises(JournalCorruptError) as info:
         Journal.open(path)
-    assert info.value.param == "journal"
-    assert "not an SQLite file" in info.value.rule
+    assert info.value.path == str(path)
+    assert info.value.rows == ()
+    assert "not a database" in str(info.value)
+    assert path.read_bytes() == damaged
 
 
 def test_rejects_a_non_journal_sqlite_file(tmp_path: Path) -> None:
@@ -515,3 +521,233 @@ def test_close_is_idempotent_and_repr(tmp_path: Path) -> None:
     j.close()
     with pytest.raises(sqlite3.ProgrammingError):
         j.get(0)
+
+
+# ---------------------------------------------------------------- run id, damage, storage
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain SQLite connection that can write what no run writes (CHECKs off)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA ignore_check_constraints = ON")
+    return conn
+
+
+def raw_rows(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    conn.text_factory = bytes
+    try:
+        return conn.execute("SELECT * FROM items ORDER BY idx").fetchall()
+    finally:
+        conn.close()
+
+
+def test_run_id_is_made_once_per_file_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as j:
+        run_id = j.run_id
+    assert run_id is not None
+    assert re.fullmatch(r"[0-9a-f]{16}", run_id)
+    with Journal.open(path) as j:  # a resumed run is a new process: same id
+        assert j.run_id == run_id
+    with Journal.open(tmp_path / "other.sqlite") as other:
+        assert other.run_id != run_id
+    # A journal written before run ids existed is given one, then keeps it.
+    conn = raw(path)
+    conn.execute("DELETE FROM meta WHERE key = 'run_id'")
+    conn.close()
+    with Journal.open(path) as j:
+        added = j.run_id
+    assert added is not None
+    assert added != run_id
+    with Journal.open(path) as j:
+        assert j.run_id == added
+
+
+@pytest.mark.parametrize("value", ["*", "", "../x", "0123456789ABCDEF", "0123456789abcde"])
+def test_a_damaged_run_id_is_refused(tmp_path: Path, value: str) -> None:
+    """The run id names what a sweep deletes: ``*`` would match every temporary file."""
+    path = tmp_path / "j.sqlite"
+    Journal.open(path).close()
+    conn = raw(path)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'run_id'", (value,))
+    conn.close()
+    with pytest.raises(JournalCorruptError) as info:
+        Journal.open(path)
+    assert info.value.path == str(path)
+    assert "run id" in str(info.value)
+
+
+DAMAGE = {
+    "unknown state": ("state = 'exploded'", (2,)),
+    "files not JSON": ("files = 'nope'", (2,)),
+    "files a JSON list of numbers": ("files = '[1, 2]'", (2,)),
+    "files a JSON object": ("files = '{\"a\": 1}'", (2,)),
+    "files nested past the recursion limit": ("files = '" + "[" * 100_000 + "'", (2,)),
+    "fingerprint a blob": ("fingerprint = x'6670'", (2,)),
+    "label a blob": ("label = x'00ff'", (2,)),
+    "label not UTF-8": ("label = CAST(x'ff' AS TEXT)", (2,)),
+    "job id a blob": ("job_id = x'6a6f62'", (2,)),
+    "reason a blob": ("reason = x'00'", (2,)),
+    "hooked 7": ("hooked = 7", (2,)),
+    "attempts text": ("attempts = 'many'", (2,)),
+    "attempts negative": ("attempts = -1", (2,)),
+    "updated text": ("updated = 'yesterday'", (2,)),
+    "submitted without a job id": ("state = 'submitted', job_id = NULL", (2,)),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE), ids=list(DAMAGE))
+def test_damaged_rows_are_named_and_nothing_is_written(tmp_path: Path, damage: str) -> None:
+    """A row no run writes: the open refuses, names the rows, and changes nothing.
+
+    Not even the recovery of the ``submitting`` row, the switch to WAL or the chmod.
+    """
+    assignment, rows = DAMAGE[damage]
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as j:
+        for i in range(4):
+            j.add_pending(i, f"fp{i}", "4o", f"prompt {i}")
+        j.mark_submitting(1)  # a crash left it: recovery would turn it outcome_unknown
+        j.mark_submitting(2)
+        j.mark_submitted(2, "job-2", hooked=False)
+        j.mark_done(2, ["out/a.png"])
+    conn = raw(path)
+    conn.execute(f"UPDATE items SET {assignment} WHERE idx = 2")  # noqa: S608 - test constants
+    conn.execute("UPDATE items SET state = 'exploded' WHERE idx = 3")
+    conn.execute("PRAGMA journal_mode = DELETE")  # so a WAL switch would show in the bytes
+    conn.close()
+    path.chmod(0o644)
+    before, rows_before = path.read_bytes(), raw_rows(path)
+    with pytest.raises(JournalCorruptError) as info:
+        Journal.open(path)
+    assert info.value.path == str(path)
+    assert info.value.rows == (*rows, 3)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
+    assert raw_rows(path) == rows_before  # row 1 is still submitting
+    assert mode(path) == 0o644
+    assert not Path(f"{path}-wal").exists()
+    with pytest.raises(JournalCorruptError):  # and again: the refusal is not a one-off
+        Journal.open(path)
+
+
+def test_rows_damaged_while_open_are_named(tmp_path: Path) -> None:
+    """Damage written by another program after the open is still a typed error."""
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as j:
+        j.add_pending(0, "fp0", "4o", "a")
+        j.add_pending(1, "fp1", "4o", "b")
+        conn = raw(path)
+        conn.execute("UPDATE items SET files = 'nope', state = 'bogus' WHERE idx = 1")
+        conn.close()
+        with pytest.raises(JournalCorruptError) as info:
+            j.entries()
+        assert info.value.rows == (1,)
+        with pytest.raises(JournalCorruptError) as info:
+            j.get(1)
+        assert info.value.rows == (1,)
+        with pytest.raises(JournalCorruptError):
+            j.counts()
+        assert j.get(0) is not None  # the sound rows still read
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [lambda n: 100, lambda n: 4096, lambda n: n // 2, lambda n: n - 1000],
+    ids=["header", "first page", "half", "all but the end"],
+)
+def test_a_truncated_journal_is_damaged_and_kept(
+    tmp_path: Path, keep: Callable[[int], int]
+) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as j:
+        for i in range(300):
+            j.add_pending(i, f"fingerprint {i}" * 4, "4o", f"a long label for prompt {i}" * 3)
+    whole = path.read_bytes()
+    cut = whole[: keep(len(whole))]
+    path.write_bytes(cut)
+    with pytest.raises(JournalCorruptError) as info:
+        Journal.open(path)
+    assert info.value.path == str(path)
+    assert path.read_bytes() == cut
+
+
+def test_a_full_disk_is_a_storage_error(tmp_path: Path) -> None:
+    """SQLite's "database or disk is full", made real by a page limit: a StorageError.
+
+    It is an OSError with errno ENOSPC, keeps SQLite's error as its cause, and the rows
+    written before it are still there.
+    """
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as j:
+        j.add_pending(0, "fp0", "4o", "first")
+        pages = j._conn.execute("PRAGMA page_count").fetchone()[0]
+        j._conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+        with pytest.raises(StorageError) as info:
+            for i in range(1, 10_000):
+                j.add_pending(i, f"fp{i}", "4o", "x" * 500)
+        err = info.value
+        assert isinstance(err, OSError)
+        assert err.errno == errno.ENOSPC
+        assert err.filename == str(path)
+        assert isinstance(err.__cause__, sqlite3.OperationalError)
+        assert j.get(0) is not None
+        with pytest.raises(StorageError):
+            j.mark_done(0, ["x" * 100_000])
+
+
+def test_a_journal_path_that_cannot_be_made_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError) as info:
+        Journal.open(blocker / "j.sqlite")
+    assert info.value.errno == errno.EEXIST  # mkdir finds a file where the folder goes
+    assert isinstance(info.value.__cause__, FileExistsError)
+    with pytest.raises(StorageError) as info:
+        Journal.open(tmp_path)  # a folder where the file should be
+    assert info.value.errno == errno.EISDIR
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs")
+def test_a_journal_where_even_root_may_not_write_is_a_storage_error() -> None:
+    """sysfs refuses new files to everyone, root included: a real EACCES."""
+    with pytest.raises(StorageError) as info:
+        Journal.open("/sys/kernel/ttapi-journal.sqlite")
+    assert info.value.errno == errno.EACCES
+
+
+@pytest.mark.parametrize("name", ["j\x00.sqlite", "j\ud800.sqlite"])
+def test_a_journal_path_the_os_cannot_take_is_a_validation_error(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Journal.open(tmp_path / name)
+    assert info.value.param == "journal"
+
+
+def test_an_altered_table_is_damage(tmp_path: Path) -> None:
+    """Same table names, but ``idx`` lost its primary key (a flipped schema byte does
+    that): rows could have no index or share one, so the open refuses."""
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as j:
+        j.add_pending(0, "fp0", "4o", "a")
+    conn = raw(path)
+    columns = "fingerprint, state, kind, label, job_id, hooked, files, reason, attempts, updated"
+    conn.executescript(
+        f"""
+        ALTER TABLE items RENAME TO old;
+        CREATE TABLE items (idx INTEGER, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
+            kind TEXT NOT NULL, label TEXT NOT NULL, job_id TEXT,
+            hooked INTEGER NOT NULL DEFAULT 0, files TEXT NOT NULL DEFAULT '[]', reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL);
+        INSERT INTO items SELECT * FROM old;
+        INSERT INTO items (idx, {columns}) SELECT NULL, {columns} FROM old;
+        DROP TABLE old;
+        """  # noqa: S608 - test constants
+    )
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(JournalCorruptError) as info:
+        Journal.open(path)
+    assert "items table was altered" in str(info.value)
+    assert path.read_bytes() == before

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
+import attrs
 import pytest
 
-from ttapi_async import PollPolicy
-from ttapi_async._polling import DurationModel, dense_gap, next_poll_delay
+from ttapi_async import AuthenticationError, PollPolicy, RateLimitError, RetryPolicy, ServerError
+from ttapi_async._polling import DurationModel, dense_gap, next_poll_delay, reconfirm_delay
 
 
 NO_JITTER = PollPolicy(jitter=0.0, dense_interval=1.0)
@@ -126,3 +127,45 @@ def test_early_edge_remembers_the_shortest_jobs() -> None:
         model.add(80.0)  # a burst drains: only slow jobs finish now
     assert model.quantile(0.01) == 80.0
     assert model.early_edge(0.01) == 19.0  # 20, stepped back by the spacing to 21
+
+
+STEADY = PollPolicy(
+    confirm_retry=RetryPolicy(max_retries=100, initial_delay=0.25, max_delay=4.0, jitter=0.0)
+)
+
+
+def confirm_schedule(policy: PollPolicy, error: BaseException | None = None) -> list[float]:
+    """The gaps between confirming fetches after a callback the fetch keeps denying."""
+    gaps: list[float] = []
+    since = 0.0
+    while (gap := reconfirm_delay(len(gaps) + 1, since, policy, error)) is not None:
+        gaps.append(gap)
+        since += gap
+    return gaps
+
+
+def test_a_callback_is_reconfirmed_soon_then_left_to_the_backstop() -> None:
+    """A fetch lagging behind a callback is asked again at 0.25, 0.5, 1, 2, 4, 4 ... s."""
+    gaps = confirm_schedule(STEADY)
+    assert gaps[:6] == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0]
+    assert set(gaps[4:]) == {4.0}
+    assert sum(gaps) <= STEADY.confirm_window < sum(gaps) + 4.0  # then the normal schedule
+    assert len(gaps) == 18
+    # The default jitter only shortens gaps: never later, a few more fetches at most.
+    jittered_gaps = confirm_schedule(PollPolicy())
+    assert all(j <= s for j, s in zip(jittered_gaps, gaps, strict=False))
+    assert max(jittered_gaps) <= 4.0
+
+
+def test_reconfirm_honours_retry_after_and_gives_up_on_lasting_errors() -> None:
+    """A 429's Retry-After sets the gap; 5xx back off; a 401 or the window's end stop."""
+    limited = RateLimitError("slow down", status=429)
+    limited.retry_after = 1.0
+    assert reconfirm_delay(1, 0.5, STEADY, limited) == 1.0
+    assert reconfirm_delay(3, 0.5, STEADY, ServerError("bad gateway", status=502)) == 1.0
+    assert reconfirm_delay(1, 0.5, STEADY, AuthenticationError("no", status=401)) is None
+    assert reconfirm_delay(1, 59.5, STEADY, limited) is None  # would land past the window
+    assert reconfirm_delay(1, 59.9, STEADY) is None
+    assert reconfirm_delay(1, 0.0, PollPolicy(confirm_window=0.0)) is None  # turned off
+    few = PollPolicy(confirm_retry=attrs.evolve(STEADY.confirm_retry, max_retries=2))
+    assert confirm_schedule(few) == [0.25, 0.5]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -57,6 +59,12 @@ def test_generate_drops_b64_response_format_for_gpt_image() -> None:
     """gpt-image-1 rejects response_format, so asking for b64_json (what it returns) is dropped."""
     spec = build_generate({"prompt": "fox", "model": "gpt-image-1", "response_format": "b64_json"})
     assert "response_format" not in json.loads(spec.body)  # type: ignore[arg-type]
+
+
+def test_implied_gpt_image_drops_b64_response_format() -> None:
+    """No model plus a GPT-image-only parameter is gpt-image-1: b64_json is dropped, not refused."""
+    spec = build_generate({"prompt": "fox", "background": "opaque", "response_format": "b64_json"})
+    assert json.loads(spec.body) == {"prompt": "fox", "background": "opaque"}  # type: ignore[arg-type]
 
 
 def test_extra_body_is_merged_last_and_unchecked() -> None:
@@ -188,7 +196,10 @@ def test_parse_images_unwraps_envelope() -> None:
     [
         (b"<html>502 Bad Gateway</html>", "not JSON"),
         (b"[1, 2]", "JSON object"),
-        (b'{"created": 1}', "ImagesResponse"),
+        (b'{"created": 1, "data": {}}', "ImagesResponse"),
+        (b'{"created": 1, "data": "x"}', "ImagesResponse"),
+        (b'{"data": []}', "ImagesResponse"),
+        (b'{"created": true, "data": []}', "ImagesResponse"),
         (b'{"status": "SUCCESS", "data": null}', "no ImagesResponse"),
         (b'{"created": 1, "data": ["not an object"]}', "malformed"),
     ],
@@ -515,3 +526,230 @@ def test_unhashable_parameters_are_validation_errors() -> None:
     """A list where a string belongs is a ValidationError, not a TypeError."""
     with pytest.raises(tt.ValidationError, match="size"):
         build_generate({"prompt": "x", "model": "gpt-image-1", "size": ["1024x1024"]})
+
+
+# ------------------------------------------------------------------ hostile replies (issue 8)
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def json_loads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with each JSON backend: orjson (the speedups extra), then the stdlib."""
+    if request.param == "orjson":
+        orjson = pytest.importorskip("orjson")
+        monkeypatch.setattr(_json, "loads", orjson.loads)
+    else:
+        monkeypatch.setattr(_json, "loads", _json._std_loads)
+    return str(request.param)
+
+
+def nested(depth: int, leaf: bytes = b"1") -> bytes:
+    """A JSON array nested ``depth`` levels deep (orjson accepts up to 1,024)."""
+    return b"[" * depth + leaf + b"]" * depth
+
+
+@pytest.mark.parametrize("key", ["jobId", "job_id"])
+@pytest.mark.parametrize("where", ["top", "data"])
+def test_fetch_answered_about_another_job_is_a_mismatch(key: str, where: str) -> None:
+    """A fetch reply naming another job is JobMismatchError, never that job's snapshot."""
+    reply: dict[str, Any] = {**FETCH_SUCCESS, "data": dict(FETCH_SUCCESS["data"])}  # type: ignore[arg-type]
+    del reply["jobId"]
+    (reply if where == "top" else reply["data"])[key] = "job-Y"
+    with pytest.raises(tt.JobMismatchError) as info:
+        parse_fetch(200, {}, body(reply), "job-X")
+    assert (info.value.expected, info.value.received, info.value.status) == ("job-X", "job-Y", 200)
+    assert isinstance(info.value, tt.ResponseFormatError)
+    # The asked id, or no id at all, is the asked job.
+    (reply if where == "top" else reply["data"])[key] = "job-X"
+    assert parse_fetch(200, {}, body(reply), "job-X").job_id == "job-X"
+
+
+def test_fetch_reply_with_contradicting_ids_is_a_mismatch() -> None:
+    """The asked id at the top and another inside data is still another job's reply."""
+    raw = body({"status": "SUCCESS", "jobId": "job-X", "data": {"jobId": "job-Y"}})
+    with pytest.raises(tt.JobMismatchError, match="job-Y"):
+        parse_fetch(200, {}, raw, "job-X")
+    # A callback asks for nothing: it is taken as the job it names.
+    assert parse_callback(body({**FETCH_SUCCESS, "jobId": "job-Y"})).job_id == "job-Y"
+
+
+@pytest.mark.parametrize("depth", [1000, 1021])  # with 2 levels around it: orjson's 1,023
+@pytest.mark.parametrize(
+    "template",
+    [
+        b'{"error": {"message": %s, "type": "x", "code": "y"}}',
+        b'{"error": {"message": "slow down", "code": %s, "param": %s}}',
+        b'{"status": "FAILED", "message": %s, "data": null}',
+    ],
+)
+def test_deeply_nested_error_bodies_keep_their_status_class(
+    json_loads: str, depth: int, template: bytes
+) -> None:
+    """An error body nested ~1,000 deep is still a RateLimitError, not a RecursionError.
+
+    (The stdlib json may refuse the depth itself: then the body is not JSON, and the
+    status still decides the class.)
+    """
+    raw = template.replace(b"%s", nested(depth))
+    try:
+        _json.loads(raw)
+    except (ValueError, RecursionError):
+        decodable = False
+    else:
+        decodable = True
+    err = parse_error(429, {"retry-after": "2"}, raw)
+    assert isinstance(err, tt.RateLimitError)
+    assert err.retry_after == 2.0
+    assert len(str(err)) < 2000
+    with pytest.raises(tt.RateLimitError):
+        parse_images(429, {"retry-after": "2"}, raw)
+    # A 200 carrying an error body is a refused request; one that cannot be read is not JSON.
+    with pytest.raises(tt.BadRequestError if decodable else tt.ResponseFormatError):
+        parse_images(200, {}, raw)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("message", lambda deep: {"status": "FAILED", "jobId": "j", "message": deep, "data": {}}),
+        ("prompt", lambda deep: {"status": "FAILED", "jobId": "j", "data": {"prompt": deep}}),
+        (
+            "referImages",
+            lambda deep: {"status": "FAILED", "jobId": "j", "data": {"referImages": [deep]}},
+        ),
+        ("usage", lambda deep: {"created": 1, "data": [], "usage": {"input_tokens": deep}}),
+        ("url", lambda deep: {"created": 1, "data": [{"url": deep}]}),
+    ],
+)
+def test_deeply_nested_fields_are_typed_errors_or_kept(
+    json_loads: str, name: str, make: Callable[[str], object]
+) -> None:
+    """A field nested ~1,000 deep never raises RecursionError from any parser."""
+    raw = body(make("@@")).replace(b'"@@"', nested(1000))
+    outcomes: list[object] = []
+    for parse in (
+        lambda r: parse_images(200, {}, r),
+        lambda r: parse_fetch(200, {}, r, "j"),
+        parse_callback,
+    ):
+        try:
+            outcomes.append(parse(raw))
+        except tt.TTAPIError as exc:
+            outcomes.append(exc)
+            str(exc)
+    if name == "message" and json_loads == "orjson":
+        # A failed job keeps a (bounded) reason: its end is not lost to a format error.
+        snap = outcomes[1]
+        assert isinstance(snap, tt.JobSnapshot)
+        assert snap.failed
+        assert snap.message is not None
+        assert len(snap.message) < 1000
+
+
+def test_non_finite_and_huge_numbers_without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stdlib json reads Infinity, NaN and 400-digit ints: typed errors or tolerated."""
+    monkeypatch.setattr(_json, "loads", _json._std_loads)
+    big = "9" * 400
+    for usage in (
+        '{"input_tokens": Infinity}',
+        '{"output_tokens": NaN}',
+        '{"total_tokens": -Infinity}',
+    ):
+        with pytest.raises(tt.ResponseFormatError, match="malformed"):
+            parse_images(200, {}, b'{"created": 1, "data": [], "usage": %s}' % usage.encode())
+    with pytest.raises(tt.ResponseFormatError):
+        parse_images(200, {}, b'{"created": 1e400, "data": []}')
+    # quota is informative: an unreadable one is None, never a lost job end.
+    for quota in (big, "Infinity", "NaN", f'"{big}"', '"1e400"', '"nan"'):
+        raw = b'{"status": "SUCCESS", "jobId": "j", "data": {"quota": %s}}' % quota.encode()
+        assert parse_fetch(200, {}, raw, "j").quota is None
+        assert parse_callback(raw).quota is None
+    # A huge int where a string belongs is a typed error (str() refuses 4,300+ digits).
+    raw = b'{"status": "SUCCESS", "jobId": "j", "data": {"prompt": %s}}' % ("9" * 5000).encode()
+    with pytest.raises(tt.ResponseFormatError):
+        parse_fetch(200, {}, raw, "j")
+
+
+def test_lone_surrogates_without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stdlib json decodes "\\ud800"; the parsers keep it or refuse it, never crash."""
+    monkeypatch.setattr(_json, "loads", _json._std_loads)
+    raw = (
+        b'{"status": "FAILED", "jobId": "j", "message": "\\ud800", '
+        b'"data": {"finishTime": "\\udfff"}}'
+    )
+    snap = parse_fetch(200, {}, raw, "j")
+    assert snap.message == "\ud800"
+    assert snap.finish_time is None
+    err = parse_error(400, {}, b'{"error": {"message": "\\ud800", "code": "\\udc00"}}')
+    assert err.code == "\udc00"
+    str(err)
+
+
+def test_refer_images_must_be_strings() -> None:
+    """referImages items that are not strings are a format error, not their repr as a URL."""
+    raw = body({"status": "SUCCESS", "jobId": "j", "data": {"referImages": [["https://a"]]}})
+    with pytest.raises(tt.ResponseFormatError):
+        parse_fetch(200, {}, raw, "j")
+    raw = body({"status": "SUCCESS", "jobId": "j", "data": {"referImages": {"a": 1}}})
+    with pytest.raises(tt.ResponseFormatError):
+        parse_fetch(200, {}, raw, "j")
+
+
+def test_images_response_needs_only_created() -> None:
+    """OpenAI's schema requires only 'created': no data is an empty result, not an error."""
+    r = parse_images(200, {}, b'{"created": 7}')
+    assert (r.created, r.data) == (7, ())
+    assert parse_images(200, {}, b'{"created": 7, "data": null}').data == ()
+    wrapped = body({"status": "SUCCESS", "data": {"created": 7}})
+    assert parse_images(200, {}, wrapped).data == ()
+
+
+def test_usage_output_tokens_details_are_kept() -> None:
+    """usage.output_tokens_details (image_tokens, text_tokens) is modelled, missing fields 0."""
+    usage = {
+        "input_tokens": 9,
+        "input_tokens_details": {"image_tokens": 0, "text_tokens": 9},
+        "output_tokens": 4200,
+        "output_tokens_details": {"image_tokens": 4160, "text_tokens": 40},
+        "total_tokens": 4209,
+    }
+    r = parse_images(200, {}, body({"created": 1, "data": [], "usage": usage}))
+    assert r.usage is not None
+    assert r.usage.output_tokens_details == tt.OutputTokensDetails(
+        image_tokens=4160, text_tokens=40
+    )
+    usage["output_tokens_details"] = {"image_tokens": 5}
+    r = parse_images(200, {}, body({"created": 1, "data": [], "usage": usage}))
+    assert r.usage is not None
+    assert r.usage.output_tokens_details == tt.OutputTokensDetails(image_tokens=5, text_tokens=0)
+    del usage["output_tokens_details"]
+    r = parse_images(200, {}, body({"created": 1, "data": [], "usage": usage}))
+    assert r.usage is not None
+    assert r.usage.output_tokens_details is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "1e400"}, None),
+        ({"retry-after": "-5"}, None),
+        ({"retry-after": "\u0663"}, None),  # ARABIC-INDIC DIGIT THREE: float() reads it as 3
+        ({"retry-after": "1_0"}, None),
+        ({"retry-after": "9" * 400}, 86_400.0),
+        ({"retry-after": " 2 "}, 2.0),
+        ({"retry-after-ms": "NaN", "retry-after": "3"}, 3.0),
+        ({"retry-after-ms": "Infinity"}, None),
+        ({"retry-after-ms": "9" * 400}, 86_400.0),
+        ({"retry-after": "Wed, 21 Oct 99999 07:28:10 GMT"}, None),
+        ({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, 86_400.0),
+        ({"retry-after": "Mon, 01 Jan 0001 00:00:00 GMT"}, 0.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:10 +9999"}, None),
+    ],
+)
+def test_retry_after_hostile_values(headers: dict[str, str], expected: float | None) -> None:
+    """Retry-After is a finite number of seconds from 0 to a day, or None; never NaN or inf."""
+    assert retry_after(headers, now=1445412480.0) == expected
+    err = parse_error(429, headers, b"")
+    assert isinstance(err, tt.RateLimitError)
+    assert err.retry_after == expected

@@ -55,7 +55,14 @@ def image_bytes(fmt: str, size: tuple[int, int], mode: str = "RGB") -> bytes:
             "background",
             "only gpt-image-1",
         ),
-        ({"prompt": "x", "background": "opaque"}, "background", "server's default is dall-e-2"),
+        # No model but a GPT-image-only parameter: gpt-image-1 is served, and its rules apply.
+        ({"prompt": "x", "background": "clear"}, "background", "gpt-image-1 accepts"),
+        ({"prompt": "x", "moderation": "low", "size": "256x256"}, "size", "gpt-image-1 accepts"),
+        (
+            {"prompt": "x", "output_format": "png", "response_format": "url"},
+            "response_format",
+            "gpt-image-1 always returns b64_json",
+        ),
         (
             {"prompt": "x", "model": "dall-e-2", "moderation": "low"},
             "moderation",
@@ -152,6 +159,11 @@ def test_generate_rules(params: dict[str, Any], param: str, fragment: str) -> No
             "quality": "standard",
         },
         {"prompt": "x" * 1000},
+        # Section 8: with no model the default is dall-e-2 *unless* a GPT-image-only
+        # parameter is used; then these are gpt-image-1 requests, not dall-e-2 mistakes.
+        {"prompt": "x", "background": "opaque"},
+        {"prompt": "x", "moderation": "low", "size": "1536x1024", "quality": "high"},
+        {"prompt": "x" * 5000, "output_format": "webp", "output_compression": 40},
         {"prompt": "x", "model": "gpt-image-9", "size": "4096x4096", "style": "anything", "n": 50},
     ],
 )
@@ -224,7 +236,21 @@ def test_edit_rules_model_and_empty() -> None:
     with pytest.raises(tt.ValidationError, match="at least one"):
         check_edit({"prompt": "x", "model": "gpt-image-1"}, [], None)
     with pytest.raises(tt.ValidationError, match="only gpt-image-1"):
-        check_edit({"prompt": "x", "background": "opaque"}, [img], None)
+        check_edit({"prompt": "x", "model": "dall-e-2", "background": "opaque"}, [img], None)
+
+
+def test_edit_without_model_but_gpt_image_param_is_gpt_image() -> None:
+    """No model plus a GPT-image-only parameter is a gpt-image-1 edit (section 8), not dall-e-2.
+
+    gpt-image-1 takes several non-square, opaque images; dall-e-2 would refuse each.
+    """
+    imgs = [info_of("WEBP", (64, 32)), info_of("JPEG", (10, 10))]
+    check_edit({"prompt": "x", "background": "opaque"}, imgs, None)
+    check_edit({"prompt": "x", "output_format": "jpeg", "output_compression": 50}, imgs, None)
+    with pytest.raises(tt.ValidationError, match="gpt-image-1 accepts"):
+        check_edit({"prompt": "x", "background": "opaque", "size": "256x256"}, imgs, None)
+    with pytest.raises(tt.ValidationError, match="square"):  # without one, still dall-e-2
+        check_edit({"prompt": "x"}, [info_of("PNG", (64, 32), "RGBA")], None)
 
 
 def test_dalle3_legacy_rules() -> None:

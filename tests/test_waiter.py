@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 import ttapi_async as tt
+from ttapi_async._waiter import _Expiring
 from ttapi_async.testing import CallbackFaults, Emulator, Fault
 
 
@@ -457,3 +458,54 @@ async def test_callback_body_in_several_segments() -> None:
         tg.cancel_scope.cancel()
     assert b" 200 " in status_line
     assert rec.accepted == 1
+
+
+async def test_outcomes_taken_by_a_wait_are_not_held(emulator: Emulator) -> None:
+    """A long run does not keep every result it handed out (the soak found that growth).
+
+    A job that ends before anyone waits (here: its callback came first) is remembered for
+    ``result_ttl``; once a wait takes an outcome it is kept only briefly (60 s).
+    """
+    emulator.job_duration = 0.05
+    ended = anyio.Event()
+    count = 0
+
+    def on_event(event: tt.JobEvent) -> None:
+        nonlocal count
+        if event.kind is tt.JobEventKind.SUCCEEDED:
+            count += 1
+            if count == 6:
+                ended.set()
+
+    async with anyio.create_task_group() as tg:
+        rec = await served(tg)
+        async with sdk(emulator, webhook=rec, confirm_callbacks=False) as c:
+            c.waiter.add_listener(on_event)
+            watched = [await c.gpt4o.submit(prompt=f"watched {i}") for i in range(3)]
+            results = [await j.wait(timeout=10) for j in watched]
+            unwatched = [await c.gpt4o.submit(prompt=f"unwatched {i}") for i in range(3)]
+            with anyio.fail_after(10):
+                await ended.wait()  # all three ended before anyone waits on them
+            assert len(c.waiter._unclaimed) == 3
+            later = [await j.wait(timeout=10) for j in unwatched]
+            assert [r.job_id for r in results + later] == [j.job_id for j in watched + unwatched]
+            assert len(c.waiter._unclaimed) == 0
+            # Taken outcomes stay a short while for repeated waits, then go.
+            assert len(c.waiter._taken) == 6
+            again = await watched[0].wait(timeout=10)
+            assert again is results[0]
+        tg.cancel_scope.cancel()
+
+
+def test_taken_outcomes_expire_in_order() -> None:
+    """The outcome store drops expired entries from the front as new ones come (pure)."""
+    store = _Expiring(ttl=60.0)
+    results = [tt.JobResult(job_id=f"j{i}", image_url="u") for i in range(3)]
+    store.put("j0", results[0], now=0.0)
+    store.put("j1", results[1], now=30.0)
+    assert store.get("j0", now=59.0) is results[0]
+    assert store.get("j0", now=60.0) is None  # expired, even before it is dropped
+    store.put("j2", results[2], now=61.0)  # drops j0, keeps j1
+    assert len(store) == 2
+    assert store.pop("j1", now=62.0) is results[1]
+    assert store.pop("j1", now=62.0) is None

@@ -54,6 +54,7 @@ import anyio
 import attrs
 
 from ._client import SEND_HOOK, SendHook
+from ._downloads import part_prefix, tagged_parts
 from ._errors import (
     AuthenticationError,
     BulkPausedError,
@@ -305,14 +306,17 @@ class BulkRun:
             self._owns_journal = True
         else:
             self.journal = arg
-        if self.journal is not None and self._save_to is not None:
-            # A run killed mid-download leaves its temporary files; the journal's lock
-            # says no other run of this journal is saving into the folder now.
-            await anyio.to_thread.run_sync(_sweep_parts, self._save_to)
+        run_id = self.journal.run_id if self.journal is not None else None
+        if run_id is not None and self._save_to is not None:
+            # A run killed mid-download leaves its temporary files, tagged with the
+            # journal's run id; the journal's lock says no other run of this journal is
+            # saving into the folder now. Other saves' files carry no such tag.
+            await anyio.to_thread.run_sync(_sweep_parts, self._save_to, run_id)
         self._started_at = asyncio.get_running_loop().time()
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        tg.start_soon(self._run_workers)
+        with tagged_parts(run_id):  # the workers' saves inherit the tag
+            tg.start_soon(self._run_workers)
         self._tg = tg
         return self
 
@@ -947,10 +951,16 @@ class _Attempt:
             run.journal.mark_submitting(self.index)
 
 
-def _sweep_parts(folder: Path) -> None:
-    """Remove temporary files an earlier (killed) run left in ``folder``."""
-    for part in folder.glob(".part-*"):
-        part.unlink(missing_ok=True)
+def _sweep_parts(folder: Path, run_id: str) -> None:
+    """Remove the temporary files an earlier (killed) run of journal ``run_id`` left.
+
+    Only ``.part-<run id>-*``: a ``client.save()`` streaming into the same folder, or a
+    run of another journal, names its files otherwise. Best effort: a leftover that
+    cannot be removed is only clutter.
+    """
+    for part in folder.glob(f"{part_prefix(run_id)}*"):
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
 
 
 def _saved_before(

@@ -32,7 +32,9 @@ from ._client import Client
 from ._errors import (
     BulkPausedError,
     JobFailedError,
+    JournalCorruptError,
     OutcomeUnknownError,
+    StorageError,
     TTAPIError,
     ValidationError,
 )
@@ -547,6 +549,11 @@ async def _batch(
             except BulkPausedError as exc:
                 display.note(f"[red]paused after an account error: {exc.cause}")
                 stopped_by = exc
+            except (JournalCorruptError, StorageError):
+                # The run could not start (or write) its journal: no summary, and no
+                # advice to run again, which would meet the same file. The error says
+                # what to do; _run prints it.
+                raise
             except TTAPIError as exc:  # --fail-fast
                 display.note(f"[red]stopped at the first failure: {type(exc).__name__}: {exc}")
                 stopped_by = exc

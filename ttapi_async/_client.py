@@ -26,6 +26,7 @@ from ._downloads import DEFAULT_MAX_BYTES, fetch_bytes, save_result
 from ._errors import (
     ClientClosedError,
     OutcomeUnknownError,
+    Redactor,
     RequestTimeout,
     TTAPIError,
     ValidationError,
@@ -238,6 +239,9 @@ class Client:
         )
         #: The webhook receiver jobs report to, if any.
         self.webhook: Final = webhook
+        # Servers may quote the key or a hook URL back; every error leaving a call is
+        # scrubbed of them first, so no message, log line or journal row repeats them.
+        self._redactor = Redactor((key,), () if webhook is None else (webhook.public_url,))
         if webhook is not None:
             webhook._attach(self.waiter)  # noqa: SLF001
 
@@ -470,6 +474,7 @@ class Client:
                 return parse(raw, ResponseInfo(raw.status, raw.headers, loop.time() - start, 1))
             raise parse_error(raw.status, raw.headers, raw.body, operation=spec.operation)
         except TTAPIError as exc:
+            self._scrub(spec, exc)
             policy = retry or self.retry
             remaining = None if deadline is None else deadline - loop.time()
             if policy.delay(exc, 1, billable=spec.billable, remaining=remaining) is None:
@@ -545,6 +550,7 @@ class Client:
                     info = ResponseInfo(raw.status, raw.headers, loop.time() - start, attempts)
                     return parse(raw, info)
         except TTAPIError as exc:
+            self._scrub(spec, exc)
             if is_outcome_unknown(exc):
                 doubtful = exc
             self._raise_unknown(spec, doubtful or exc, attempts)
@@ -631,6 +637,13 @@ class Client:
         if scope.cancelled_caught:
             msg = f"{spec.operation}: the timeout ran out waiting for the request budget"
             raise RequestTimeout(msg, request_sent=False)
+
+    def _scrub(self, spec: RequestSpec, exc: TTAPIError) -> None:
+        """Hide the key, hook URLs and tokens in ``exc`` (a server may have quoted them)."""
+        redactor = self._redactor
+        if spec.secrets:
+            redactor = redactor.with_literals(spec.secrets)
+        redactor.scrub(exc)
 
     def _raise_unknown(self, spec: RequestSpec, exc: TTAPIError, attempts: int) -> None:
         """Raise :class:`OutcomeUnknownError` if ``exc`` leaves a billable call in doubt."""

@@ -4,7 +4,9 @@ Strictly private; users call :meth:`ttapi_async.Client.save`. TTAPI and DALL-E i
 expire after about an hour, so results are saved as they arrive. One image goes through:
 
 1. a ``.part-*`` temporary file made in the target folder (so placing it later is a
-   same-filesystem link, never a copy);
+   same-filesystem link, never a copy). Inside a journaled bulk run it is
+   ``.part-<run id>-*`` (see :func:`tagged_parts`): the next run of that journal removes
+   exactly those leftovers, never another save's file;
 2. its bytes, as HTTP chunks or as base64 decoded slice by slice, pass an
    :class:`_ImageCheck` (size cap, SHA-256, magic bytes) on their way into that file.
    These writes are page-cache writes of at most 64 KiB, cheap enough for the loop thread;
@@ -14,7 +16,9 @@ expire after about an hour, so results are saved as they arrive. One image goes 
    synced (best effort), and the JSON sidecar is written atomically next to the image.
 
 Any error or cancellation before step 3 removes the temporary file, so there is never a
-half-written file under a final name nor a stray ``.part-*`` file. A cancellation that
+half-written file under a final name nor a stray ``.part-*`` file. A failure of the local
+disk (full, permission denied, a folder that is a file) is raised as
+:class:`~ttapi_async.StorageError`, which is also an ``OSError``. A cancellation that
 arrives during step 3 lets it finish (worker threads cannot be interrupted): the image
 is then complete, with its sidecar, though the caller sees the cancellation.
 
@@ -40,7 +44,8 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path, PurePath
 from typing import Any, Final
 
@@ -53,6 +58,7 @@ from ._errors import (
     ImageUnavailableError,
     RequestTimeout,
     ResponseFormatError,
+    StorageError,
     TTAPIError,
     ValidationError,
     excerpt,
@@ -70,16 +76,20 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "clean_metadata",
     "fetch_bytes",
+    "part_prefix",
     "result_metadata",
     "save_b64",
     "save_result",
     "save_url",
+    "tagged_parts",
 ]
 
 #: Largest image saved or downloaded unless the caller says otherwise.
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 
 _PART_PREFIX: Final = ".part-"
+#: The run id of the journaled bulk run whose tasks are saving (None: not in a run).
+_RUN_ID: Final[ContextVar[str | None]] = ContextVar("ttapi_async_run_id", default=None)
 #: Base64 characters decoded at a time: a multiple of 4, so slices decode on their own.
 _B64_SLICE: Final = 1 << 16
 #: Bytes needed to tell PNG, JPEG, WebP and GIF apart (WebP needs 12).
@@ -183,13 +193,50 @@ class _ImageCheck:
 # ----------------------------------------------------------------------------- files
 
 
+def part_prefix(run_id: str | None) -> str:
+    """The name prefix of temporary files saved for ``run_id`` (None: outside any run).
+
+    ``.part-<run id>-`` inside a journaled bulk run, so the next run of that journal can
+    sweep exactly its own leftovers; plain ``.part-`` otherwise, which no sweep matches
+    (``mkstemp`` appends 8 random characters, never ``<run id>-``).
+    """
+    return _PART_PREFIX if run_id is None else f"{_PART_PREFIX}{run_id}-"
+
+
+@contextlib.contextmanager
+def tagged_parts(run_id: str | None) -> Iterator[None]:
+    """Tag the temporary files of saves made in this block, and in tasks started in it.
+
+    A bulk run starts its workers inside it with its journal's run id. A context
+    variable rather than a parameter: the run saves through the public ``Client.save``,
+    and a user's own ``Client.save`` elsewhere keeps untagged names no sweep touches.
+    """
+    token = _RUN_ID.set(run_id)
+    try:
+        yield
+    finally:
+        _RUN_ID.reset(token)
+
+
+@contextlib.contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    """Raise a local ``OSError`` met in the block as :class:`StorageError` (an OSError too)."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, TTAPIError):  # RequestTimeout is a TimeoutError, so an OSError
+            raise
+        raise StorageError.wrap(exc, what) from exc
+
+
 class _PartFile:
     """A ``.part-*`` temporary file in the target folder, removed unless committed."""
 
-    __slots__ = ("_file", "committed", "path")
+    __slots__ = ("_file", "committed", "path", "prefix")
 
     def __init__(self, folder: Path) -> None:
-        fd, name = tempfile.mkstemp(prefix=_PART_PREFIX, dir=folder)
+        self.prefix = part_prefix(_RUN_ID.get())
+        fd, name = tempfile.mkstemp(prefix=self.prefix, dir=folder)
         self.path = Path(name)
         self.committed = False
         try:
@@ -307,18 +354,32 @@ def _check_stem(stem: str, limit: int = _MAX_STEM_BYTES + 10) -> None:
         or stem.startswith(".")  # hidden files, and .part-* is this module's namespace
         or any(c in stem for c in "/\\\0")
         or len(stem.encode("utf-8", "surrogatepass")) > limit
+        or not _is_file_name(stem)
     ):
         raise ValidationError(
             "stem",
             stem,
-            "a plain file-name stem is required: no path separator or NUL, not starting "
-            f"with a dot, at most {limit} bytes",
+            "a plain file-name stem is required: no path separator, NUL or lone surrogate, "
+            f"not starting with a dot, at most {limit} bytes",
         )
 
 
+def _is_file_name(text: str) -> bool:
+    """True if the OS can take ``text`` as a name (a lone surrogate cannot)."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _folder(directory: str | os.PathLike[str]) -> Path:
+    """Make the target folder; a path the OS cannot take is a ValidationError."""
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except ValueError as exc:  # a NUL byte, or a lone surrogate the OS cannot encode
+        raise ValidationError("directory", str(directory), f"not a usable path ({exc})") from exc
     return folder
 
 
@@ -394,8 +455,14 @@ def _clean(value: Any, hidden: tuple[str, ...], depth: int) -> Any:
     return _scrub(str(value), hidden)
 
 
-def _iso_utc(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
+def _iso_utc(timestamp: float) -> str | float:
+    """ISO 8601 UTC of a Unix timestamp; the number itself when no date can show it."""
+    try:
+        return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
+    except (ValueError, OverflowError, OSError, TypeError):
+        # Out of the platform's range (10**20, -10**20, NaN): the sidecar keeps what the
+        # server sent (clean_metadata turns NaN and infinities into null).
+        return timestamp
 
 
 def result_metadata(
@@ -483,7 +550,11 @@ def _commit(
             # The file's facts come first and win: metadata cannot misstate the bytes.
             doc = {**facts, **{k: v for k, v in meta.items() if k not in facts}}
             text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
-            write_atomic(side, (text + "\n").encode())
+            # A lone surrogate (a mis-decoded prompt or name) cannot be UTF-8; only
+            # strings can hold one, and backslashreplace writes it as the JSON escape
+            # \ud800, so the sidecar stays valid JSON that reads back the same string.
+            data = (text + "\n").encode("utf-8", "backslashreplace")
+            write_atomic(side, data, prefix=part.prefix)
         _fsync_dir(folder)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -595,22 +666,23 @@ async def save_url(
         ResponseFormatError: not an image (Content-Type or bytes), or over ``max_bytes``.
         APIStatusError: any other error status.
         APIConnectionError: no complete reply (refused, dropped mid-body, timed out).
-        ValidationError: ``stem`` is not a plain file-name stem.
-        OSError: the file could not be written.
+        ValidationError: ``stem`` or ``directory`` is not usable as a name.
+        StorageError: the file could not be written (an ``OSError`` too).
     """
     _check_stem(stem)
     meta = clean_metadata(metadata, secrets) if sidecar else None
-    folder = _folder(directory)
-    part = _PartFile(folder)
-    try:
-        check = _ImageCheck(part.write, max_bytes=max_bytes)
-        await _stream(transport, url, check, max_bytes=max_bytes, deadline=deadline)
-        return await _finish(
-            part, folder, stem, check, source="url", url=public_url(url), meta=meta
-        )
-    except BaseException:
-        part.discard()
-        raise
+    with _storage_errors("saving an image"):
+        folder = _folder(directory)
+        part = _PartFile(folder)
+        try:
+            check = _ImageCheck(part.write, max_bytes=max_bytes)
+            await _stream(transport, url, check, max_bytes=max_bytes, deadline=deadline)
+            return await _finish(
+                part, folder, stem, check, source="url", url=public_url(url), meta=meta
+            )
+        except BaseException:
+            part.discard()
+            raise
 
 
 async def save_b64(
@@ -632,32 +704,33 @@ async def save_b64(
     Raises:
         ResponseFormatError: not valid base64 (whitespace included), not an image, or
             over ``max_bytes``.
-        ValidationError: ``stem`` is not a plain file-name stem.
-        OSError: the file could not be written.
+        ValidationError: ``stem`` or ``directory`` is not usable as a name.
+        StorageError: the file could not be written (an ``OSError`` too).
     """
     _check_stem(stem)
     if len(b64) // 4 * 3 > max_bytes + 2:  # +2: up to two of those bytes are padding
         raise ResponseFormatError(f"the image is larger than {max_bytes} bytes", status=200)
     meta = clean_metadata(metadata, secrets) if sidecar else None
-    folder = _folder(directory)
-    part = _PartFile(folder)
-    try:
-        check = _ImageCheck(part.write, max_bytes=max_bytes)
-        for start in range(0, len(b64), _B64_SLICE):
-            try:
-                # strict_mode: junk characters and misplaced padding are errors, not bytes
-                # silently dropped.
-                chunk = binascii.a2b_base64(b64[start : start + _B64_SLICE], strict_mode=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ResponseFormatError(
-                    "an image's b64_json is not valid base64", status=200
-                ) from exc
-            check(chunk)
-            await anyio.lowlevel.checkpoint()  # a large image must not hog the loop
-        return await _finish(part, folder, stem, check, source="b64_json", url=None, meta=meta)
-    except BaseException:
-        part.discard()
-        raise
+    with _storage_errors("saving an image"):
+        folder = _folder(directory)
+        part = _PartFile(folder)
+        try:
+            check = _ImageCheck(part.write, max_bytes=max_bytes)
+            for start in range(0, len(b64), _B64_SLICE):
+                try:
+                    # strict_mode: junk characters and misplaced padding are errors, not
+                    # bytes silently dropped.
+                    chunk = binascii.a2b_base64(b64[start : start + _B64_SLICE], strict_mode=True)
+                except (binascii.Error, ValueError) as exc:
+                    raise ResponseFormatError(
+                        "an image's b64_json is not valid base64", status=200
+                    ) from exc
+                check(chunk)
+                await anyio.lowlevel.checkpoint()  # a large image must not hog the loop
+            return await _finish(part, folder, stem, check, source="b64_json", url=None, meta=meta)
+        except BaseException:
+            part.discard()
+            raise
 
 
 def _default_stem(

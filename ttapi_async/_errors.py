@@ -24,11 +24,14 @@
     │   └── ServerError                      5xx
     │       └── GatewayTimeoutError          504
     ├── ResponseFormatError                  a body that is not what the route promises
+    │   └── JobMismatchError                 a job reply about another job than the one asked
     ├── OutcomeUnknownError                  a billable request was sent, no definite answer
     ├── JobError                             about one 4o-image job (``job_id``)
     │   ├── JobFailedError                   the job ended FAILED (``reason``, ``snapshot``)
     │   └── JobTimeoutError (TimeoutError)   a wait reached its deadline; the job goes on
-    └── BulkPausedError                      a bulk run stopped after a 401/402/403
+    ├── BulkPausedError                      a bulk run stopped after a 401/402/403
+    ├── StorageError (OSError)               a local file operation failed (disk full, ...)
+    └── JournalCorruptError                  a journal file is damaged; the run refuses to start
 
 :class:`OutcomeUnknownError` is what a billable call (``images.generate``, ``images.edit``,
 ``dalle3.generate``, ``gpt4o.submit``) raises when the request reached the wire and then
@@ -42,9 +45,9 @@ is on ``.cause`` (and ``__cause__``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 
 __all__ = [
@@ -62,8 +65,10 @@ __all__ = [
     "InsufficientBalanceError",
     "JobError",
     "JobFailedError",
+    "JobMismatchError",
     "JobNotFoundError",
     "JobTimeoutError",
+    "JournalCorruptError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -73,6 +78,7 @@ __all__ = [
     "RequestTimeout",
     "ResponseFormatError",
     "ServerError",
+    "StorageError",
     "TTAPIError",
     "ValidationError",
 ]
@@ -98,6 +104,96 @@ def excerpt(body: bytes | str, limit: int = _EXCERPT) -> str:
 def redact(text: str) -> str:
     """Hide hook URLs (which may carry a per-job token) in text bound for a message."""
     return _HOOK_URL.sub(r"\1<hidden>", text)
+
+
+_HIDDEN = "<hidden>"
+#: Exception attributes that may repeat what a server said (see :meth:`Redactor.scrub`).
+_TEXT_ATTRS = ("message", "body", "reason", "strerror")
+#: Attributes that hold another exception whose text is repeated in this one's.
+_CHAINED_ATTRS = ("cause", "last_error")
+
+
+def _spellings(secret: str) -> set[str]:
+    """The ways a server may echo ``secret``: as is, JSON-escaped, or percent-encoded."""
+    return {
+        secret,
+        secret.replace("/", "\\/"),  # JSON with escaped slashes (PHP's json_encode)
+        quote(secret, safe=""),
+        quote(secret),
+    }
+
+
+class Redactor:
+    """Hides secrets (the API key, hook URLs and their tokens) in text a server sent back.
+
+    A server may quote what it was sent: "Incorrect API key provided: <key>", or a 400
+    that repeats a submit's ``hookUrl``. Wherever the SDK repeats a server message (an
+    error, a log line, a bulk outcome's reason, the journal), it goes through here first.
+
+    ``literals`` are hidden wherever they appear (the key, a hook URL given by hand);
+    ``hook_prefixes`` are receivers' public URLs: any ``<prefix>/<token>`` is hidden,
+    for every token ever minted there. Pure: plain strings in, plain strings out.
+    """
+
+    __slots__ = ("_literals", "_pattern", "_prefixes", "_secrets")
+
+    def __init__(self, literals: Iterable[str] = (), hook_prefixes: Iterable[str] = ()) -> None:
+        self._secrets = tuple(s for s in literals if s)
+        self._prefixes = tuple(p.rstrip("/") for p in hook_prefixes if p)
+        # Longest first, so a secret that contains another is hidden whole.
+        spelled = {v for s in self._secrets for v in _spellings(s)}
+        self._literals = tuple(sorted(spelled, key=len, reverse=True))
+        prefixes = sorted({re.escape(v) for p in self._prefixes for v in _spellings(p)}, key=len)
+        # A token is URL-safe base64; the slash before it may be escaped or encoded too.
+        self._pattern = (
+            re.compile(f"({'|'.join(reversed(prefixes))})(?:/|\\\\/|%2[Ff])[A-Za-z0-9_-]+")
+            if prefixes
+            else None
+        )
+
+    def __repr__(self) -> str:
+        return f"<Redactor secrets={len(self._secrets)} hook_prefixes={len(self._prefixes)}>"
+
+    def with_literals(self, extra: Iterable[str]) -> Redactor:
+        """A redactor that also hides ``extra`` (one call's own hook URL, say)."""
+        return Redactor((*self._secrets, *extra), self._prefixes)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret, hook URL and hook token hidden."""
+        # Tokens first, so a hook URL of a known receiver keeps its (harmless) prefix.
+        if self._pattern is not None:
+            text = self._pattern.sub(rf"\1/{_HIDDEN}", text)
+        for secret in self._literals:
+            if secret in text:
+                text = text.replace(secret, _HIDDEN)
+        return redact(text)
+
+    def scrub(self, exc: BaseException) -> None:
+        """Redact, in place, the text of ``exc`` and of every exception it carries.
+
+        Its ``args`` (what ``str()`` shows), the attributes that repeat a server's words
+        (``message``, ``body``, ``reason``) and, along the cause chain and the errors it
+        holds (``cause``, ``last_error``), the same again.
+        """
+        seen: set[int] = set()
+        todo: list[BaseException] = [exc]
+        while todo:
+            err = todo.pop()
+            if id(err) in seen:
+                continue
+            seen.add(id(err))
+            err.args = tuple(self.redact(a) if isinstance(a, str) else a for a in err.args)
+            for name in _TEXT_ATTRS:
+                value = getattr(err, name, None)
+                if isinstance(value, str):
+                    cleaned = self.redact(value)
+                    if cleaned != value:
+                        setattr(err, name, cleaned)
+            for name in _CHAINED_ATTRS:
+                value = getattr(err, name, None)
+                if isinstance(value, BaseException):
+                    todo.append(value)
+            todo.extend(e for e in (err.__cause__, err.__context__) if e is not None)
 
 
 class TTAPIError(Exception):
@@ -315,6 +411,21 @@ class ResponseFormatError(TTAPIError):
         super().__init__(f"HTTP {status}: {message}" + (f"; body: {body}" if body else ""))
 
 
+class JobMismatchError(ResponseFormatError):
+    """A job reply (a fetch) is about another job than the one asked for.
+
+    Never taken as the asked job's state: the waiter counts it as a failed poll and
+    polls again. ``expected`` is the id asked for, ``received`` the id answered.
+    """
+
+    def __init__(self, expected: str, received: str, *, status: int) -> None:
+        self.expected = expected
+        self.received = received
+        super().__init__(
+            f"asked for job {expected!r}, the reply is about job {received!r}", status=status
+        )
+
+
 class OutcomeUnknownError(TTAPIError):
     """A billable request was written, and no answer says whether it was accepted.
 
@@ -433,4 +544,45 @@ class BulkPausedError(TTAPIError):
         super().__init__(
             f"the bulk run paused after an account-level error ({cause}); items not yet "
             "submitted are still pending"
+        )
+
+
+class StorageError(TTAPIError, OSError):
+    """A local file operation failed: a full disk, a permission, a bad path.
+
+    Raised by :meth:`Client.save`, bulk runs and the journal in place of the ``OSError``
+    they met, so ``except OSError`` and ``except TTAPIError`` both catch it. ``errno``,
+    ``strerror`` and ``filename`` are the original error's; it is also ``__cause__``.
+    """
+
+    @classmethod
+    def wrap(cls, exc: OSError, what: str) -> StorageError:
+        """A :class:`StorageError` for ``exc``, met while doing ``what`` ("saving an image")."""
+        if isinstance(exc, cls):
+            return exc
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        err = cls(exc.errno, f"{what}: {reason}", exc.filename)
+        err.__cause__ = exc
+        return err
+
+
+class JournalCorruptError(TTAPIError):
+    """A journal file is damaged: it is not SQLite, or some rows cannot be read.
+
+    The run refuses to start and deletes nothing. ``path`` names the file and ``rows``
+    the indexes of the damaged rows (empty when the whole file is unreadable).
+    """
+
+    def __init__(self, path: str, rows: tuple[int, ...] = (), detail: str = "") -> None:
+        self.path = path
+        self.rows = rows
+        where = ""
+        if rows:
+            shown = ", ".join(str(r) for r in rows[:10])
+            more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""  # noqa: PLR2004
+            where = f" (rows {shown}{more})"
+        tail = f": {detail}" if detail else ""
+        super().__init__(
+            f"the journal {path!r} is damaged{where}{tail}; the run was not started and "
+            "nothing was deleted: move the file aside to start afresh, or restore it"
         )

@@ -31,17 +31,21 @@ def safe_stem(text: str) -> str:
     """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = _UNSAFE.sub("-", ascii_text.lower()).strip("-")[:_MAX_STEM].rstrip("-") or "image"
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    # surrogatepass: a lone surrogate (a mis-decoded prompt) still hashes, to bytes no
+    # valid string encodes to, so it neither raises nor collides.
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{slug}-{digest}"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, prefix: str = ".part-") -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename.
 
+    The temporary file is ``<prefix><random>`` in the same folder (a bulk run passes a
+    prefix tagged with its run id, so a later run of its journal can sweep leftovers).
     Blocking: call it in a worker thread.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
     try:
         # mkstemp creates 0600; a saved image is an ordinary file.
         os.fchmod(fd, 0o644)

@@ -24,26 +24,39 @@ close that gap at the price of an fsync per state change.
 
 What is stored: the input's position, a fingerprint of the request, its kind, a short
 label, the 4o job id, whether a hook URL was used, saved file paths, a reason and
-timestamps. API keys, hook URLs and hook tokens are never stored: no method takes them.
-The file is still created readable by its owner only (0600), since labels quote prompts.
+timestamps; and once per file, a random *run id* (16 hex digits) that every run of the
+journal shares: a run's temporary files are named ``.part-<run id>-*``, so a resumed run
+removes exactly what an earlier run of the same journal left, and nothing else.
+
+A damaged file (SQLite finds it malformed, or a row holds what no run writes: an unknown
+state, ``files`` that are not a JSON list, a wrong type) raises
+:class:`~ttapi_async.JournalCorruptError` from :meth:`Journal.open`, naming the rows,
+before anything is written. A local failure (disk full, permission denied) raises
+:class:`~ttapi_async.StorageError`. API keys, hook URLs and hook tokens are never stored:
+no method takes them. The file is still created readable by its owner only (0600), since
+labels quote prompts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import errno
 import json
 import os
+import re
+import secrets
 import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, Self
 
 import attrs
 
-from ._errors import ValidationError
+from ._errors import JournalCorruptError, StorageError, ValidationError
 
 
 if sys.platform != "win32":
@@ -137,6 +150,20 @@ _NOT_SQLITE: Final = (
     "not an SQLite file, so not a ttapi-async journal; give the path of a journal written "
     "by ttapi-async, or of a file that does not exist yet"
 )
+#: A run id: what names temporary files, so checked before any sweep trusts it.
+_RUN_ID: Final = re.compile(r"[0-9a-f]{16}")
+#: SQLite's words for a damaged file (extended codes start the same).
+_CORRUPT: Final = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+#: The errno a StorageError carries for SQLite's local failures (others: EIO).
+_ERRNO: Final = {
+    "SQLITE_FULL": errno.ENOSPC,
+    "SQLITE_READONLY": errno.EROFS,
+    "SQLITE_PERM": errno.EACCES,
+    "SQLITE_CANTOPEN": errno.EACCES,
+    "SQLITE_BUSY": errno.EBUSY,
+    "SQLITE_LOCKED": errno.EBUSY,
+}
+
 _NOT_JOURNAL: Final = (
     "an SQLite database but not a ttapi-async journal; give the path of a journal written "
     "by ttapi-async, or of a file that does not exist yet"
@@ -163,17 +190,28 @@ class Journal:
         path: the database file.
         recovered: how many rows :meth:`open` moved from ``submitting`` to
             ``outcome_unknown``.
+        run_id: the journal's run id (16 hex digits, made once per file and shared by
+            every run of it), which tags the run's temporary files; None only for a
+            journal built without :meth:`open`.
     """
 
     path: Path
     recovered: int
+    run_id: str | None
 
     def __init__(
-        self, path: Path, conn: sqlite3.Connection, recovered: int, lock: int | None = None
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        recovered: int,
+        lock: int | None = None,
+        *,
+        run_id: str | None = None,
     ) -> None:
         """Wrap an open, checked connection; use :meth:`open` instead."""
         self.path = path
         self.recovered = recovered
+        self.run_id = run_id
         self._conn = conn
         self._lock = lock
 
@@ -193,19 +231,37 @@ class Journal:
         Raises:
             ValidationError: ``path`` is not an SQLite file, is an SQLite database but
                 not a journal, or is a journal from a newer ttapi-async.
+            JournalCorruptError: the file is damaged (SQLite finds it malformed, or rows
+                hold what no run writes); nothing was written to it.
+            StorageError: the file or its folder could not be made, opened or written.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _create_private(path)
-        lock = _lock(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
+            lock = _lock(path)
+        except OSError as exc:
+            raise StorageError.wrap(exc, "opening the journal") from exc
+        except ValueError as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            # A NUL byte, or a lone surrogate the OS cannot encode.
+            raise ValidationError("journal", str(path), f"not a usable path ({exc})") from exc
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except BaseException:
+        except BaseException as exc:
             _unlock(lock)
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, path, "opening the journal") from exc
             raise
+        # Undecodable text (a damaged cell) reads as bytes, so a row check names it
+        # rather than the whole query failing.
+        conn.text_factory = _decode_text
         try:
-            # Checked before anything is written: a wrong file is left as it was.
+            # Checked before anything is written: a wrong or damaged file is left as it
+            # was (no WAL switch, no chmod, no recovery, no run id).
             fresh = _check_schema(conn, path)
+            run_id = None if fresh else _check_contents(conn, path)
             _tighten(path)
             # WAL: a commit is one append to the -wal file, no fsync with NORMAL, and
             # still all-or-nothing when the process dies mid-write.
@@ -220,6 +276,9 @@ class Journal:
                         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                         [("app", _APP), ("schema", str(_SCHEMA))],
                     )
+                if run_id is None:  # new, or written before run ids existed
+                    run_id = secrets.token_hex(8)
+                    conn.execute("INSERT INTO meta (key, value) VALUES ('run_id', ?)", (run_id,))
                 recovered = conn.execute(
                     "UPDATE items SET state = ?, reason = ?, updated = ? WHERE state = ?",
                     (ItemState.OUTCOME_UNKNOWN, _INTERRUPTED, time.time(), ItemState.SUBMITTING),
@@ -228,39 +287,54 @@ class Journal:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             conn.close()
             _unlock(lock)
-            # A damaged file or one that only starts like SQLite; other errors (locked,
-            # read-only, disk full) are not about what the file is, and pass unchanged.
-            if exc.sqlite_errorname in {"SQLITE_NOTADB", "SQLITE_CORRUPT"}:
-                raise ValidationError("journal", str(path), f"{_NOT_SQLITE} ({exc})") from exc
-            raise
+            # A damaged file, or a local failure (locked, read-only, disk full).
+            raise _translate(exc, path, "opening the journal") from exc
+        except OSError as exc:  # _tighten's chmod
+            conn.close()
+            _unlock(lock)
+            raise StorageError.wrap(exc, "opening the journal") from exc
         except BaseException:
             conn.close()
             _unlock(lock)
             raise
-        return cls(path, conn, recovered, lock)
+        return cls(path, conn, recovered, lock, run_id=run_id)
 
     # ------------------------------------------------------------------ reading
 
     def entries(self) -> dict[int, JournalEntry]:
-        """Every row, by index (in index order)."""
-        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM items ORDER BY idx").fetchall()  # noqa: S608 - constant column list
-        return {row[0]: _entry(row) for row in rows}
+        """Every row, by index (in index order).
+
+        Raises:
+            JournalCorruptError: a row was damaged since :meth:`open` checked them.
+        """
+        with self._errors("reading the journal"):
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM items ORDER BY idx").fetchall()  # noqa: S608 - constant column list
+        return {row[0]: self._entry(row) for row in rows}
 
     def get(self, index: int) -> JournalEntry | None:
-        """The row for input ``index``, or None if there is none."""
-        row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM items WHERE idx = ?",  # noqa: S608 - constant column list
-            (index,),
-        ).fetchone()
-        return None if row is None else _entry(row)
+        """The row for input ``index``, or None if there is none.
+
+        Raises:
+            JournalCorruptError: the row was damaged since :meth:`open` checked it.
+        """
+        with self._errors("reading the journal"):
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM items WHERE idx = ?",  # noqa: S608 - constant column list
+                (index,),
+            ).fetchone()
+        return None if row is None else self._entry(row)
 
     def counts(self) -> dict[ItemState, int]:
         """How many rows are in each state; every state is a key, zero when absent."""
         counts = dict.fromkeys(ItemState, 0)
-        for state, count in self._conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
+        with self._errors("reading the journal"):
+            rows = self._conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall()
+        for state, count in rows:
+            if state not in _STATES:
+                raise JournalCorruptError(str(self.path), detail=f"unknown state {state!r}")
             counts[ItemState(state)] = count
         return counts
 
@@ -279,11 +353,12 @@ class Journal:
         if entry is None:
             now = time.time()
             label = _storable(label)
-            self._conn.execute(
-                "INSERT INTO items (idx, fingerprint, state, kind, label, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (index, fingerprint, ItemState.PENDING, kind, label, now),
-            )
+            with self._errors("writing the journal"):
+                self._conn.execute(
+                    "INSERT INTO items (idx, fingerprint, state, kind, label, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (index, fingerprint, ItemState.PENDING, kind, label, now),
+                )
             return JournalEntry(
                 index=index,
                 fingerprint=fingerprint,
@@ -387,15 +462,32 @@ class Journal:
         """Show the path; the rows are a query away (:meth:`entries`)."""
         return f"Journal(path={str(self.path)!r}, recovered={self.recovered})"
 
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Raise SQLite's errors as the SDK's: a damaged file, or a local failure."""
+        try:
+            yield
+        except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # a misuse (a closed journal): a bug in the caller, not the file's state
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise _translate(exc, self.path, what) from exc
+
+    def _entry(self, row: tuple[Any, ...]) -> JournalEntry:
+        try:
+            return _entry(row)
+        except _DamagedRowError as exc:
+            raise JournalCorruptError(str(self.path), rows=(row[0],), detail=str(exc)) from exc
+
     def _update(
         self, index: int, assignments: str, values: tuple[Any, ...], *, keep_done: bool = False
     ) -> None:
         # One autocommit UPDATE: the common case costs a single short write transaction.
         where = "idx = ? AND state != 'done'" if keep_done else "idx = ?"
-        cursor = self._conn.execute(
-            f"UPDATE items SET {assignments}, updated = ? WHERE {where}",  # noqa: S608 - constant SQL
-            (*values, time.time(), index),
-        )
+        with self._errors("writing the journal"):
+            cursor = self._conn.execute(
+                f"UPDATE items SET {assignments}, updated = ? WHERE {where}",  # noqa: S608 - constant SQL
+                (*values, time.time(), index),
+            )
         if cursor.rowcount:
             return
         if self.get(index) is None:
@@ -408,8 +500,40 @@ class Journal:
         )
 
 
+_STATES: Final = frozenset(s.value for s in ItemState)
+
+
+class _DamagedRowError(Exception):
+    """A row holds what no run writes; the message says what."""
+
+
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    """The entry of a row; _DamagedRowError saying what is wrong if no run wrote it."""
     index, fingerprint, state, kind, label, job_id, hooked, files, reason, attempts, updated = row
+    if not isinstance(index, int):  # only a damaged schema lets idx be anything else
+        raise _DamagedRowError(f"the row index is {_kind(index)}")
+    for name, value in (("fingerprint", fingerprint), ("kind", kind), ("label", label)):
+        if not isinstance(value, str):
+            raise _DamagedRowError(f"{name} is {_kind(value)}, not text")
+    for name, value in (("job_id", job_id), ("reason", reason)):
+        if value is not None and not isinstance(value, str):
+            raise _DamagedRowError(f"{name} is {_kind(value)}, not text or null")
+    if state not in _STATES:
+        raise _DamagedRowError(f"unknown state {_kind(state)}")
+    if state == ItemState.SUBMITTED and not job_id:
+        raise _DamagedRowError("a submitted row without a job id")
+    if hooked not in (0, 1) or isinstance(hooked, float):
+        raise _DamagedRowError(f"hooked is {_kind(hooked)}, not 0 or 1")
+    if not isinstance(attempts, int) or attempts < 0:
+        raise _DamagedRowError(f"attempts is {_kind(attempts)}, not a count")
+    if not isinstance(updated, int | float):
+        raise _DamagedRowError(f"updated is {_kind(updated)}, not a time")
+    try:
+        paths = json.loads(files) if isinstance(files, str) else None
+    except (ValueError, RecursionError):  # not JSON; nested too deep to read
+        paths = None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise _DamagedRowError(f"files is {_kind(files)}, not a JSON list of paths")
     return JournalEntry(
         index=index,
         fingerprint=fingerprint,
@@ -418,11 +542,45 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         label=label,
         job_id=job_id,
         hooked=bool(hooked),
-        files=tuple(json.loads(files)),
+        files=tuple(paths),
         reason=reason,
         attempts=attempts,
-        updated=updated,
+        updated=float(updated),
     )
+
+
+def _kind(value: object) -> str:
+    """A damaged cell (or SQLite's report), short enough for a message."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."  # noqa: PLR2004
+
+
+def _decode_text(data: bytes) -> str | bytes:
+    """SQLite text as str; undecodable bytes (a damaged cell) stay bytes, for _entry to name."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data
+
+
+def _translate(
+    exc: sqlite3.Error | UnicodeDecodeError, path: Path, what: str
+) -> JournalCorruptError | StorageError:
+    """The SDK's error for an SQLite error met while doing ``what``.
+
+    A malformed file is :class:`JournalCorruptError` (so is an error message that is not
+    even UTF-8: SQLite quotes a damaged schema in it); anything else (disk full,
+    read-only, locked, I/O) is a local failure, :class:`StorageError`.
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        return JournalCorruptError(str(path), detail="its schema is not readable text")
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if name.startswith(_CORRUPT):
+        return JournalCorruptError(str(path), detail=str(exc))
+    code = next((e for prefix, e in _ERRNO.items() if name.startswith(prefix)), errno.EIO)
+    err = StorageError(code, f"{what}: {exc}", str(path))
+    err.__cause__ = exc
+    return err
 
 
 def _storable(text: str) -> str:
@@ -498,6 +656,49 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> bool:
             "it was written by a newer version: upgrade ttapi-async, or use a new journal file",
         )
     return False
+
+
+def _check_contents(conn: sqlite3.Connection, path: Path) -> str | None:
+    """Check a journal's pages, rows and run id; return the run id (None if it has none).
+
+    Reads only. Raises JournalCorruptError naming every damaged row, so a run refuses to
+    start on a file it would misread (and sweeps, resets and removes nothing).
+    """
+    # A damaged schema can keep the table names and lose, say, ``idx``'s primary key.
+    reference = sqlite3.connect(":memory:")
+    try:
+        for statement in _CREATE:
+            reference.execute(statement)
+        for table in ("meta", "items"):
+            query = f"PRAGMA table_info({table})"
+            if conn.execute(query).fetchall() != reference.execute(query).fetchall():
+                raise JournalCorruptError(str(path), detail=f"its {table} table was altered")
+    finally:
+        reference.close()
+    bad: list[int] = []
+    first = ""
+    for row in conn.execute(f"SELECT {_COLUMNS} FROM items ORDER BY idx"):  # noqa: S608 - constant column list
+        try:
+            _entry(row)
+        except _DamagedRowError as exc:
+            bad.append(row[0])
+            first = first or f"row {row[0]}: {exc}"
+    if bad:
+        more = f" (and {len(bad) - 1} more damaged rows)" if len(bad) > 1 else ""
+        raise JournalCorruptError(str(path), rows=tuple(bad), detail=first + more)
+    # After the rows (which it would only call "CHECK constraint failed"): damage the
+    # scan cannot see, in free pages or the meta table's index.
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
+    if problems != ["ok"]:
+        report = " ".join(str(problems[0]).split())  # a report of many lines: its start
+        raise JournalCorruptError(str(path), detail=f"SQLite's check says: {_kind(report)}")
+    found = conn.execute("SELECT value FROM meta WHERE key = 'run_id'").fetchone()
+    if found is None:
+        return None
+    if not isinstance(found[0], str) or not _RUN_ID.fullmatch(found[0]):
+        raise JournalCorruptError(str(path), detail=f"its run id {_kind(found[0])} is damaged")
+    run_id: str = found[0]
+    return run_id
 
 
 def _tighten(path: Path) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "JobResult",
     "JobSnapshot",
     "JobStatus",
+    "OutputTokensDetails",
     "ResponseInfo",
     "SavedImage",
     "Usage",
@@ -61,6 +62,14 @@ class InputTokensDetails:
 
 
 @attrs.frozen
+class OutputTokensDetails:
+    """Token counts of the output, by kind (gpt-image models: ``output_tokens_details``)."""
+
+    image_tokens: int = 0
+    text_tokens: int = 0
+
+
+@attrs.frozen
 class Usage:
     """Token usage reported by gpt-image models (absent for dall-e)."""
 
@@ -68,6 +77,7 @@ class Usage:
     output_tokens: int = 0
     total_tokens: int = 0
     input_tokens_details: InputTokensDetails | None = None
+    output_tokens_details: OutputTokensDetails | None = None
 
 
 @attrs.frozen

@@ -23,6 +23,11 @@ yet". What makes a schedule good is *where* the polls fall:
   together need not all pay for discovering that none finishes in the first seconds. The
   first finished job switches every pending job to the learned schedule.
 
+* After a callback, its confirming fetch may fail (429, 5xx, a drop) or lag behind TTAPI's
+  own callback (ON_QUEUE while the callback said SUCCESS). Such a job is fetched again
+  soon, on ``confirm_retry``'s backoff, for up to ``confirm_window`` seconds
+  (:func:`reconfirm_delay`), never left to the slow backstop.
+
 The saving against fixed-interval polling is the dead time before the early edge: for
 jobs of 20-90 s, fixed 1 s polling sends about 55 fetches per job, this about 36, with the
 same mean and p95 detection delay; for jobs of 1-3 s, fixed 0.25 s polling sends about 8,
@@ -39,10 +44,23 @@ from typing import Final
 
 import attrs
 
+from ._retry import RetryPolicy
 
-__all__ = ["DurationModel", "PollPolicy", "dense_gap", "jittered", "next_poll_delay"]
+
+__all__ = [
+    "DurationModel",
+    "PollPolicy",
+    "dense_gap",
+    "jittered",
+    "next_poll_delay",
+    "reconfirm_delay",
+]
 
 _RNG: Final = random.Random()  # noqa: S311 - jitter, not security
+# Re-confirming a callback: 4 s apart at most, so a fetch lagging a few seconds behind
+# its callback costs one step more; a minute of disagreement, about 18 fetches for that
+# job. The window (PollPolicy.confirm_window) is the real bound, not max_retries.
+_CONFIRM_RETRY: Final = RetryPolicy(max_retries=100, initial_delay=0.25, max_delay=4.0)
 
 
 @attrs.frozen
@@ -77,6 +95,13 @@ class PollPolicy:
             which re-plans them all.
         coalesce: polls due within this many seconds of each other go out together (up to
             that much early, never late), so many jobs cost one wake-up, not one each.
+        confirm_retry: after a callback, how a confirming fetch that fails or disagrees
+            (the fetch lags behind the callback) is repeated: this policy's backoff (by
+            default 0.25, 0.5, 1, 2, then every 4 s, each shortened by up to a quarter)
+            and its ``Retry-After`` rules. Its ``max_retries`` bounds the re-confirms too.
+        confirm_window: seconds after a callback during which it is re-confirmed; past
+            them (a callback the fetch still denies is forged, or TTAPI's fetch is broken)
+            the job goes back to its normal schedule (the backstop, with a receiver).
     """
 
     initial_delay: float = 1.0
@@ -94,6 +119,8 @@ class PollPolicy:
     backstop_interval: float = 30.0
     probes: int = 32
     coalesce: float = 0.02
+    confirm_retry: RetryPolicy = _CONFIRM_RETRY
+    confirm_window: float = 60.0
 
     @classmethod
     def fixed(cls, interval: float) -> PollPolicy:
@@ -229,3 +256,29 @@ def next_poll_delay(
     if last_gap is None:
         return jittered(policy.initial_delay, policy, rng)
     return jittered(min(policy.max_interval, last_gap * policy.growth), policy, rng)
+
+
+def reconfirm_delay(
+    confirms: int,
+    since_callback: float,
+    policy: PollPolicy,
+    error: BaseException | None = None,
+    rng: random.Random = _RNG,
+) -> float | None:
+    """Seconds until the next fetch confirming a callback, or None to stop re-confirming.
+
+    ``confirms`` is how many confirming fetches have been answered (1 after the first),
+    ``since_callback`` the seconds since the callback, ``error`` what the last one raised
+    (None: it answered, but the job is not over yet). The delays are
+    ``policy.confirm_retry``'s: its backoff, or the server's ``Retry-After``. None when
+    the next fetch would fall past ``policy.confirm_window``, or the error does not pass
+    by waiting (a 401, say): the job goes back to its normal schedule.
+    """
+    retry = policy.confirm_retry
+    remaining = policy.confirm_window - since_callback
+    if error is not None:
+        return retry.delay(error, confirms, billable=False, remaining=remaining, rng=rng)
+    if confirms > retry.max_retries:
+        return None
+    wait = retry.backoff(confirms, rng)
+    return wait if wait < remaining else None

@@ -20,6 +20,8 @@ it is raised.
 from __future__ import annotations
 
 import email.utils
+import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -29,6 +31,7 @@ import attrs
 from . import _json
 from ._errors import (
     APIStatusError,
+    JobMismatchError,
     JobNotFoundError,
     ResponseFormatError,
     excerpt,
@@ -44,8 +47,9 @@ from ._rules import (
     check_fetch,
     check_generate,
     check_submit_4o,
+    implied_model,
 )
-from ._serde import StructureError, structure_images, structure_snapshot
+from ._serde import StructureError, structure_images, structure_snapshot, text_of
 
 
 __all__ = [
@@ -76,6 +80,13 @@ PATH_4O_FETCH: Final = "/openai/4o-image/fetch"
 
 _NOT_FOUND_HINTS = ("not found", "not exist", "no such", "invalid jobid", "invalid job id")
 
+# RFC 9110 delay-seconds is 1*DIGIT; a fraction is tolerated (servers send "0.5"). ASCII
+# only: float() would also take "٣", "1_0", "inf" and "nan".
+_DELAY = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+#: The longest hint passed on: a day is already "not soon" to every caller, and a bound
+#: keeps the arithmetic downstream finite whatever a server sends.
+_MAX_RETRY_AFTER = 86_400.0
+
 
 @attrs.frozen
 class Multipart:
@@ -95,6 +106,8 @@ class RequestSpec:
 
     ``billable`` marks calls that create paid work: they are retried only when the
     request provably never reached the server (see :mod:`ttapi_async._retry`).
+    ``secrets`` are values in the body that a server's reply must never be repeated
+    with (a hook URL carries a token): errors about this request hide them.
     """
 
     operation: str
@@ -104,6 +117,7 @@ class RequestSpec:
     params: Mapping[str, str] | None = None
     json: bool = True
     billable: bool = False
+    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
 
 
 @attrs.frozen
@@ -128,7 +142,8 @@ def _merge_extra(body: dict[str, Any], extra_body: Mapping[str, Any] | None) -> 
 def _normalise_response_format(params: dict[str, Any]) -> None:
     # gpt-image models always return b64_json and reject the parameter with a 400; asking
     # for what they return anyway is harmless, so drop it instead of failing.
-    rules = GENERATE_MODELS.get(params.get("model") or "")
+    model = implied_model(params)
+    rules = GENERATE_MODELS.get(model) if isinstance(model, str) else None
     if (
         rules is not None
         and not rules.response_format
@@ -218,6 +233,7 @@ def build_submit_4o(
         PATH_4O_SUBMIT,
         _json.dumps(_merge_extra(body, extra_body)),
         billable=True,
+        secrets=() if hook_url is None else (hook_url,),
     )
 
 
@@ -233,26 +249,26 @@ def build_fetch(job_id: str) -> RequestSpec:
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds the server asks to wait, or None when absent or unreadable.
 
-    ``retry-after-ms`` wins; ``Retry-After`` may be seconds or an HTTP date.
+    ``retry-after-ms`` wins; ``Retry-After`` may be seconds or an HTTP date. The answer is
+    finite, from 0 to a day: garbage (signs, NaN, non-ASCII digits) is None, and a longer
+    hint is clamped to a day.
     """
     ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+    if ms is not None and _DELAY.fullmatch(ms.strip()):
+        return min(_MAX_RETRY_AFTER, float(ms) / 1000)
     value = headers.get("retry-after")
     if value is None:
         return None
+    value = value.strip()
+    if _DELAY.fullmatch(value):
+        return min(_MAX_RETRY_AFTER, float(value))
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        seconds = email.utils.parsedate_to_datetime(value).timestamp() - (
+            time.time() if now is None else now
+        )
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(_MAX_RETRY_AFTER, max(0.0, seconds)) if math.isfinite(seconds) else None
 
 
 def _decode(status: int, body: bytes) -> Any:
@@ -277,14 +293,15 @@ def parse_error(
         obj = None
     if isinstance(obj, dict):
         err = obj.get("error")
+        # text_of, not str(): a message nested 1,000 deep must not raise RecursionError.
         if isinstance(err, dict):  # OpenAI's shape
-            message = str(err.get("message") or "")
-            code = _opt(err.get("code"))
-            type_ = _opt(err.get("type"))
-            param = _opt(err.get("param"))
+            message = text_of(err.get("message") or "") or ""
+            code = text_of(err.get("code"))
+            type_ = text_of(err.get("type"))
+            param = text_of(err.get("param"))
         elif "status" in obj or "message" in obj:  # TTAPI's envelope
             envelope = True
-            message = str(obj.get("message") or obj.get("status") or "")
+            message = text_of(obj.get("message") or obj.get("status") or "") or ""
         elif isinstance(err, str):
             message = err
     message = redact(message) if message else (excerpt(body) if body else "no body")
@@ -310,10 +327,6 @@ def parse_error(
         body=snippet,
         retry_after=retry_after(headers),
     )
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _failed_envelope(
@@ -346,10 +359,15 @@ def parse_images(
             raise ResponseFormatError(
                 "the envelope has no ImagesResponse in data", status=status, body=excerpt(body)
             )
+    # OpenAI's schema requires only "created"; "data" may be absent (or null), but a
+    # "data" that is something other than a list is not an ImagesResponse.
     items = obj.get("data")
-    if not isinstance(items, list) or not isinstance(obj.get("created"), int):
+    if items is None:
+        items = []
+    created = obj.get("created")
+    if not isinstance(items, list) or type(created) is not int:
         raise ResponseFormatError(
-            "expected an ImagesResponse with 'created' and a 'data' list",
+            "expected an ImagesResponse with an integer 'created' and a 'data' list",
             status=status,
             body=excerpt(body),
         )
@@ -391,16 +409,32 @@ def parse_submit(status: int, headers: Mapping[str, str], body: bytes) -> str:
 def _snapshot_from(
     obj: Any, status: int, body: bytes, http: ResponseInfo | None, job_id: str | None
 ) -> JobSnapshot | None:
-    """The job carried by an envelope, or None when the envelope carries no job."""
+    """The job carried by an envelope, or None when the envelope carries no job.
+
+    ``job_id`` is the id asked for (None for a callback): a reply naming no id is taken
+    as that job, a reply naming another raises :class:`JobMismatchError`.
+    """
     if not isinstance(obj, dict):
         raise ResponseFormatError("expected a JSON object", status=status, body=excerpt(body))
     data = obj.get("data")
     raw_status = obj.get("status")
     if not isinstance(data, dict) or not isinstance(raw_status, str):
         return None
-    jid = obj.get("jobId") or obj.get("job_id") or data.get("jobId") or data.get("job_id") or job_id
+    named = [
+        v for v in (obj.get("jobId"), obj.get("job_id"), data.get("jobId"), data.get("job_id")) if v
+    ]
+    jid = named[0] if named else job_id
     if not isinstance(jid, str) or not jid:
         raise ResponseFormatError("the job reply has no job id", status=status, body=excerpt(body))
+    if job_id is not None:
+        # Another job's state taken as this one's would hand over another job's image.
+        for other in named:
+            if other != job_id:
+                if not isinstance(other, str):
+                    raise ResponseFormatError(
+                        "the job reply has a malformed job id", status=status, body=excerpt(body)
+                    )
+                raise JobMismatchError(job_id, other, status=status)
     try:
         return structure_snapshot(jid, raw_status, obj.get("message"), data, http)
     except StructureError as exc:

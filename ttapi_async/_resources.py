@@ -82,7 +82,9 @@ class Images(_Resource):
         Arguments follow OpenAI's Images API; a None is not sent. The rules of the known
         models (gpt-image-1, dall-e-2, dall-e-3) are checked first, and a broken rule
         raises :class:`ValidationError` naming the parameter; with no ``model`` the
-        server's default, dall-e-2, is assumed. Other models pass through unchecked.
+        server's default is assumed: dall-e-2, or gpt-image-1 when a parameter only it
+        takes is given (``background``, ``moderation``, ``output_format``,
+        ``output_compression``). Other models pass through unchecked.
         ``extra_body`` adds raw fields (unchecked). ``timeout`` bounds the whole call.
 
         Returns:
@@ -316,7 +318,7 @@ class GPT4o(_Resource):
         token = None
         if receiver is not None:
             # The token is registered before the POST: a callback may beat the reply.
-            token, hook_url = receiver.register()
+            token, hook_url = receiver.register(client.waiter)
         started = asyncio.get_running_loop().time()
 
         def parse(raw: RawResponse, info: ResponseInfo) -> Job:

@@ -25,16 +25,20 @@ __all__ = [
     "DEFAULT_MODEL",
     "EDIT_MODELS",
     "GENERATE_MODELS",
+    "GPT_IMAGE_MODEL",
     "ModelRules",
     "check_dalle3",
     "check_edit",
     "check_fetch",
     "check_generate",
     "check_submit_4o",
+    "implied_model",
 ]
 
-#: The model the server uses when a request names none (OpenAI's default).
+#: The model the server uses when a request names none (OpenAI's default)...
 DEFAULT_MODEL: Final = "dall-e-2"
+#: ...unless the request uses a parameter only GPT image models take (section 8).
+GPT_IMAGE_MODEL: Final = "gpt-image-1"
 
 _MB = 1024 * 1024
 _GPT_IMAGE_SIZES = frozenset({"1024x1024", "1536x1024", "1024x1536", "auto"})
@@ -131,21 +135,27 @@ def _check_n(n: object, max_n: int, model: str) -> None:
         raise ValidationError("n", n, f"{model} accepts 1 to {max_n}")
 
 
+def implied_model(p: Mapping[str, Any]) -> object:
+    """The model a request is served by: its ``model``, or the server's default for it.
+
+    OpenAI (and ``ttapi-wire.md`` section 8): with no model the default is dall-e-2
+    *unless a parameter specific to the GPT image models is used*; then it is gpt-image-1.
+    A ``model`` that is given is returned as it is, whatever its type.
+    """
+    model = p.get("model")
+    if model is not None:
+        return model
+    if any(p.get(k) is not None for k in _GPT_IMAGE_ONLY):
+        return GPT_IMAGE_MODEL
+    return DEFAULT_MODEL
+
+
 def _check_gpt_image_params(p: Mapping[str, Any], rules: ModelRules, model: str) -> None:
     if not rules.gpt_image_params:
         given = [k for k in _GPT_IMAGE_ONLY if p.get(k) is not None]
         if given:
             name = given[0]
-            raise ValidationError(
-                name,
-                p[name],
-                f"only gpt-image-1 accepts {name}, not {model}"
-                + (
-                    " (no model given: the server's default is dall-e-2)"
-                    if not p.get("model")
-                    else ""
-                ),
-            )
+            raise ValidationError(name, p[name], f"only gpt-image-1 accepts {name}, not {model}")
         return
     background = p.get("background")
     if background is not None:
@@ -198,10 +208,9 @@ def _check_common(p: Mapping[str, Any], rules: ModelRules | None, model: str) ->
 
 
 def _rules_for(
-    table: Mapping[str, ModelRules], model: object, route: str
+    table: Mapping[str, ModelRules], p: Mapping[str, Any], route: str
 ) -> tuple[ModelRules | None, str]:
-    if model is None:
-        return table[DEFAULT_MODEL], DEFAULT_MODEL
+    model = implied_model(p)
     if not isinstance(model, str) or not model:
         raise ValidationError("model", model, "a model name string is required")
     rules = table.get(model)
@@ -219,7 +228,7 @@ def check_generate(p: Mapping[str, Any]) -> None:
     Raises:
         ValidationError: naming the first parameter that breaks a rule.
     """
-    rules, model = _rules_for(GENERATE_MODELS, p.get("model"), "images.generate")
+    rules, model = _rules_for(GENERATE_MODELS, p, "images.generate")
     _check_common(p, rules, model)
     style = p.get("style")
     if style is not None and rules is not None:
@@ -233,7 +242,7 @@ def check_edit(p: Mapping[str, Any], images: Sequence[ImageInfo], mask: ImageInf
 
     ``images`` and ``mask`` are what :func:`ttapi_async._images.sniff` found in the bytes.
     """
-    rules, model = _rules_for(EDIT_MODELS, p.get("model"), "images.edit")
+    rules, model = _rules_for(EDIT_MODELS, p, "images.edit")
     _check_common(p, rules, model)
     if not images:
         raise ValidationError("image", images, "at least one image is required")

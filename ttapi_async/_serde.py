@@ -9,6 +9,8 @@ so the models stay strict. Unknown extra keys are ignored.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import reprlib
 from typing import Any
 
 import cattrs
@@ -20,15 +22,33 @@ from ._models import (
     InputTokensDetails,
     JobSnapshot,
     JobStatus,
+    OutputTokensDetails,
     ResponseInfo,
     Usage,
 )
 
 
-__all__ = ["StructureError", "structure_images", "structure_snapshot"]
+__all__ = ["StructureError", "structure_images", "structure_snapshot", "text_of"]
 
 #: What structuring raises on a body of the wrong shape; callers wrap it in ResponseFormatError.
-StructureError = (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError)
+#: Beyond the wrong types: OverflowError is ``int(Infinity)`` (the stdlib json accepts
+#: Infinity and NaN), RecursionError is any conversion meeting a value nested ~1,000 deep
+#: (orjson accepts 1,024 levels), ValueError also covers ints past Python's 4,300 digits.
+StructureError = (
+    cattrs.BaseValidationError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+)
+
+# A bounded repr: a few levels and a few hundred characters of any JSON value, whatever its
+# depth (str() of a list nested 1,000 deep raises RecursionError).
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = 200
 
 _conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
 
@@ -43,18 +63,39 @@ def _str_or_none(value: Any) -> str | None:
     raise TypeError(msg)
 
 
+def text_of(value: Any) -> str | None:
+    """Any decoded JSON value as text for a message; never raises.
+
+    Strings are kept, numbers and booleans are written out, containers get a bounded repr
+    (a server's ``message`` may be anything, and a failed job must keep its reason).
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        try:
+            return str(value)
+        except ValueError:  # an int past Python's 4,300-digit conversion limit
+            return None
+    try:
+        return _REPR.repr(value)
+    except (RecursionError, ValueError):  # not reached by JSON values; a message is optional
+        return None
+
+
 def _opt_str(value: Any, _: Any) -> str | None:
     return _str_or_none(value)
 
 
 def _quota(value: Any, _: Any) -> float | None:
     # TTAPI sends "2"; be tolerant of numbers, blanks and garbage (quota is informative only).
+    # OverflowError: float() of a 400-digit int; NaN and infinities are garbage too.
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        quota = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return quota if math.isfinite(quota) else None
 
 
 def _finish_time(value: Any, _: Any) -> dt.datetime | None:
@@ -70,9 +111,9 @@ def _finish_time(value: Any, _: Any) -> dt.datetime | None:
 
 
 def _message(value: Any, _: Any) -> str | None:
-    if value is None:
+    text = text_of(value)
+    if text is None:
         return None
-    text = str(value)
     return None if text.strip().lower() in {"", "success"} else text
 
 
@@ -88,7 +129,11 @@ def _str_tuple(value: Any, _: Any) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(str(v) for v in value)
+    if not isinstance(value, list | tuple):
+        msg = f"expected a list of strings, got {type(value).__name__}"
+        raise TypeError(msg)
+    # _str_or_none refuses containers: str() of a nested list is no URL (and may recurse).
+    return tuple(s for v in value if (s := _str_or_none(v)) is not None)
 
 
 _conv.register_structure_hook(ResponseInfo, lambda v, _: v)
@@ -97,7 +142,7 @@ _conv.register_structure_hook_func(lambda t: t == str | None, _opt_str)
 _conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
 
 
-for _cls in (InputTokensDetails, Usage):
+for _cls in (InputTokensDetails, OutputTokensDetails, Usage):
     _conv.register_structure_hook(_cls, make_dict_structure_fn(_cls, _conv))
 _structure_usage = _conv.get_structure_hook(Usage)
 
@@ -120,7 +165,8 @@ def _structure_images_response(o: dict[str, Any], _: Any) -> ImagesResponse:
                     _str_or_none(i.get("url")),
                     _str_or_none(i.get("revised_prompt")),
                 )
-                for i in o["data"]
+                # "data" is optional in OpenAI's schema (only "created" is required).
+                for i in o.get("data") or ()
             ]
         ),
         None if type(usage) is not dict else _structure_usage(usage, Usage),

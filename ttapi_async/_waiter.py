@@ -20,6 +20,11 @@ instance. The theory of operation:
 * **A wait is not the job.** A wait that times out or is cancelled ends with
   :class:`JobTimeoutError` (or the cancellation) but the job is not lost: wait on its id
   again. When no one waits for a job any more, its polls stop; a later wait resumes them.
+* **A callback is confirmed, soon.** By default a callback only triggers a fetch, whose
+  reply decides. A confirming fetch that fails or still says ON_QUEUE is repeated soon
+  with backoff (``PollPolicy.confirm_retry``, for ``confirm_window`` seconds), then the
+  job returns to its normal schedule. The same callback again while it is being
+  confirmed is a duplicate.
 * **Closing.** When the client closes, the scheduler and its polls are cancelled, and every
   wait still in progress ends with :class:`ClientClosedError`.
 """
@@ -53,7 +58,14 @@ from ._errors import (
     ValidationError,
 )
 from ._models import JobEvent, JobEventKind, JobResult, JobSnapshot, JobStatus, ResponseInfo
-from ._polling import DurationModel, PollPolicy, dense_gap, jittered, next_poll_delay
+from ._polling import (
+    DurationModel,
+    PollPolicy,
+    dense_gap,
+    jittered,
+    next_poll_delay,
+    reconfirm_delay,
+)
 from ._protocol import build_fetch, parse_fetch
 from ._retry import RetryPolicy
 from ._rules import check_fetch
@@ -75,6 +87,41 @@ log = logging.getLogger("ttapi_async.waiter")
 _NO_RETRY: Final = RetryPolicy(max_retries=0)
 _POLL_TIMEOUT: Final = 30.0
 _MAX_REMEMBERED: Final = 100_000  # outcomes kept for late waiters, at most
+#: Seconds an outcome stays for later waits once a wait has taken it. Short, so a long
+#: run does not hold every result it handed out; a wait after that polls once more.
+_TAKEN_TTL: Final = 60.0
+
+
+class _Expiring:
+    """Outcomes by job id, each kept ``ttl`` seconds: a dict in expiry order.
+
+    Every entry lives the same ``ttl``, so insertion order is expiry order and the
+    expired ones are dropped from the front. ``now`` is passed in (pure, testable).
+    """
+
+    __slots__ = ("_items", "_ttl")
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._items: OrderedDict[str, tuple[float, JobResult | JobSnapshot]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, job_id: str, outcome: JobResult | JobSnapshot, now: float) -> None:
+        items = self._items
+        items[job_id] = (now + self._ttl, outcome)
+        items.move_to_end(job_id)
+        while items and (len(items) > _MAX_REMEMBERED or next(iter(items.values()))[0] <= now):
+            items.popitem(last=False)
+
+    def get(self, job_id: str, now: float) -> JobResult | JobSnapshot | None:
+        entry = self._items.get(job_id)
+        return None if entry is None or entry[0] <= now else entry[1]
+
+    def pop(self, job_id: str, now: float) -> JobResult | JobSnapshot | None:
+        entry = self._items.pop(job_id, None)
+        return None if entry is None or entry[0] <= now else entry[1]
 
 
 @attrs.define
@@ -100,7 +147,10 @@ class _Pending:
     """What the waiter knows about one job it is tracking. Strictly private."""
 
     __slots__ = (
+        "callback",
+        "callback_at",
         "called_back",
+        "confirms",
         "done",
         "errors",
         "hooked",
@@ -136,6 +186,11 @@ class _Pending:
         self.repoll = False  # a poll fell due (say, a callback) while one was in flight
         self.running = False
         self.called_back = False  # a callback arrived (and a confirming poll may follow)
+        # The callback being confirmed (None: none, or its re-confirm window is over), when
+        # it came, and how many confirming fetches have answered since.
+        self.callback: JobSnapshot | None = None
+        self.callback_at = 0.0
+        self.confirms = 0
         self.in_zone = False  # polled past the learned early edge: stays dense from then on
 
 
@@ -181,7 +236,10 @@ class JobWaiter:
         self._result_ttl = result_ttl
         self._rng = rng or random.Random()  # noqa: S311 - jitter
         self._pending: dict[str, _Pending] = {}
-        self._done: OrderedDict[str, tuple[float, JobResult | JobSnapshot]] = OrderedDict()
+        # Outcomes of jobs that ended before anyone waited (kept result_ttl for the wait
+        # to come), and outcomes a wait already took (kept briefly for repeated waits).
+        self._unclaimed = _Expiring(result_ttl)
+        self._taken = _Expiring(_TAKEN_TTL)
         # (due, tie-breaker, seq, job): the tie-breaker keeps two jobs due at the same instant
         # from ever being compared themselves.
         self._heap: list[tuple[float, int, int, _Pending]] = []
@@ -314,29 +372,38 @@ class JobWaiter:
         """Take a job's final state delivered by a hookUrl callback.
 
         With ``confirm_callbacks`` (the default) the callback only triggers an immediate
-        poll, whose reply decides; otherwise a terminal callback resolves the job at once.
+        poll, whose reply decides (re-confirmed soon while the fetch fails or lags);
+        otherwise a terminal callback resolves the job at once.
         """
         pending = self._pending.get(snapshot.job_id)
         if pending is None or pending.outcome is not None:
             self.stats.callbacks_duplicate += 1
             return
+        trusted = not self.confirm_callbacks and snapshot.is_terminal
+        if not trusted and pending.callback == snapshot:
+            # The same callback again while it is being confirmed: nothing new to act on.
+            self.stats.callbacks_duplicate += 1
+            return
         self.stats.callbacks_accepted += 1
         pending.called_back = True
-        if self.confirm_callbacks or not snapshot.is_terminal:
-            self._schedule(pending, 0.0)
-        else:
+        if trusted:
             self._resolve(pending, snapshot, source="webhook")
+            return
+        pending.callback = snapshot
+        pending.callback_at = asyncio.get_running_loop().time()
+        pending.confirms = 0
+        self._schedule(pending, 0.0)
 
     # ------------------------------------------------------------------ internals
 
     def _finished(self, job_id: str) -> JobResult | JobSnapshot | None:
-        entry = self._done.get(job_id)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._done[job_id]
-            return None
-        return entry[1]
+        """The remembered outcome of an ended job, if any; the first wait takes it."""
+        now = time.monotonic()
+        outcome = self._unclaimed.pop(job_id, now)
+        if outcome is not None:
+            self._taken.put(job_id, outcome, now)
+            return outcome
+        return self._taken.get(job_id, now)
 
     def _deliver(self, job_id: str, outcome: JobResult | JobSnapshot) -> JobResult:
         if isinstance(outcome, JobResult):
@@ -478,16 +545,18 @@ class JobWaiter:
                 return  # forgotten while the poll was in flight (its wait ended)
             pending.errors += 1
             pending.last_error = exc
-            hint = exc.retry_after if isinstance(exc, RateLimitError | QueueFullError) else None
-            backoff = min(
-                self.policy.max_interval, self.policy.dense_interval * 2 ** min(pending.errors, 6)
-            )
-            if pending.hooked:
-                backoff = max(backoff, self.policy.backstop_interval)
-            log.info(
-                "job %s: poll error %s; next poll in %.1fs", job_id, type(exc).__name__, backoff
-            )
-            self._schedule(pending, max(backoff, hint or 0.0))
+            delay = self._reconfirm(pending, exc)
+            if delay is None:
+                hint = exc.retry_after if isinstance(exc, RateLimitError | QueueFullError) else None
+                delay = min(
+                    self.policy.max_interval,
+                    self.policy.dense_interval * 2 ** min(pending.errors, 6),
+                )
+                if pending.hooked:
+                    delay = max(delay, self.policy.backstop_interval)
+                delay = max(delay, hint or 0.0)
+            log.info("job %s: poll error %s; next poll in %.1fs", job_id, type(exc).__name__, delay)
+            self._schedule(pending, delay)
             return
         now = asyncio.get_running_loop().time()
         current = self._pending.get(job_id)
@@ -507,7 +576,24 @@ class JobWaiter:
         if pending.last_poll is not None:
             pending.last_gap = now - pending.last_poll
         pending.last_poll = now
-        self._schedule(pending, self._next_delay(pending, now))
+        delay = self._reconfirm(pending, None)  # a callback said it ended: look again soon
+        self._schedule(pending, self._next_delay(pending, now) if delay is None else delay)
+
+    def _reconfirm(self, pending: _Pending, error: BaseException | None) -> float | None:
+        """The delay of the next fetch confirming a callback; None: no callback to confirm.
+
+        Called once per answered confirming fetch that did not end the job (``error`` is
+        what it raised, None when it said "not yet"). Past the window the callback is
+        dropped and the job goes back to its normal schedule.
+        """
+        if pending.callback is None:
+            return None
+        pending.confirms += 1
+        since = asyncio.get_running_loop().time() - pending.callback_at
+        delay = reconfirm_delay(pending.confirms, since, self.policy, error, self._rng)
+        if delay is None:
+            pending.callback = None
+        return delay
 
     def _resolve(
         self, pending: _Pending, snap: JobSnapshot, *, source: str, polled_at: float | None = None
@@ -547,11 +633,12 @@ class JobWaiter:
             if first:
                 self._replan(now)
         self._forget(pending)
-        self._done[pending.job_id] = (time.monotonic() + self._result_ttl, outcome)
+        # Nobody waits yet (a tracked job ended first): keep it for the wait to come.
+        # Otherwise the waiters take it now; keep it briefly for repeated waits.
+        store = self._unclaimed if pending.waiters == 0 else self._taken
+        store.put(pending.job_id, outcome, time.monotonic())
         if self._on_end is not None:
             self._on_end(pending.job_id)
-        while len(self._done) > _MAX_REMEMBERED:
-            self._done.popitem(last=False)
         if pending.done is not None:
             pending.done.set()
         log.debug("job %s: %s via %s", pending.job_id, snap.status.value, source)

@@ -4,10 +4,17 @@ Strictly private; ``ttapi_async.WebhookReceiver`` is the public name. TTAPI POST
 final state (the fetch body) to the job's ``hookUrl``, unsigned. So:
 
 * Each job gets its own unguessable token in its hook URL
-  (``<public_url>/<token>``), registered **before** the submit is sent: a callback that
-  beats the submit's reply is kept and delivered once the job id is known.
+  (``<public_url>/<token>``), registered **before** the submit is sent: callbacks that
+  beat the submit's reply are kept (a few per token) and, once the job id is known, those
+  naming it are delivered and the others refused; a cross-job callback never displaces
+  the true one.
+* A token belongs to the waiter (the client) that minted it, so one receiver serves
+  several clients: each callback reaches the waiter of its token, and only it
+  (:meth:`WebhookReceiver._deliver` is that one seam).
 * A callback is accepted only for a known, unexpired token whose job id matches; anything
   else gets a 4xx and changes nothing. The handler never answers 500.
+* A request body must arrive within ``read_timeout`` seconds (else 408) and stay under
+  ``max_body`` bytes (else 413): a slow or stalled sender cannot pin a connection.
 * By default the waiter confirms a callback with one fetch before trusting it, so a forged
   SUCCESS for a running job changes nothing. Duplicates are counted and ignored.
 * Tokens never appear in logs, reprs or errors; they live ``token_ttl`` seconds.
@@ -18,6 +25,7 @@ the ASGI app and :meth:`serve` are thin adapters around it.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import secrets
 import time
@@ -43,6 +51,7 @@ __all__ = ["WebhookReceiver"]
 log = logging.getLogger("ttapi_async.webhook")
 
 _TOKEN_BYTES: Final = 24
+_MAX_EARLY: Final = 8  # callbacks kept per token until the submit returns; more are refused
 
 ASGIScope = MutableMapping[str, Any]
 ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -51,9 +60,10 @@ ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 @attrs.define
 class _Hook:
+    waiter: JobWaiter | None  # the waiter that minted the token: its callbacks go there
     job_id: str | None
     expires: float
-    early: JobSnapshot | None = None
+    early: list[JobSnapshot] = attrs.Factory(list)  # callbacks that beat the submit reply
 
 
 class WebhookReceiver:
@@ -66,11 +76,14 @@ class WebhookReceiver:
         max_body: larger callbacks are refused (413).
         token_ttl: seconds a job's token stays valid after the submit.
         grace: seconds a token stays valid after its job ended (late duplicates get 200).
+        read_timeout: seconds a callback's body may take to arrive (else 408); with
+            :meth:`serve`, also how long a connection may sit idle or send its headers.
 
     The token is in the URL path: keep access logs off for this route, or scrub them
     (:meth:`serve` logs nothing; an aiohttp or uvicorn app you mount it in may).
 
-    Pass it to the client (``Client(webhook=receiver)``), then mount it:
+    Pass it to the client (``Client(webhook=receiver)``; several clients may share one),
+    then mount it:
     ``receiver.add_to_app(app)`` for aiohttp, ``app.mount(path, receiver.asgi_app)`` for
     FastAPI/Starlette, or ``await receiver.serve(host, port)`` on its own.
     """
@@ -81,7 +94,8 @@ class WebhookReceiver:
         *,
         max_body: int = 256 * 1024,
         token_ttl: float = 3 * 3600.0,
-        grace: float = 600.0,
+        grace: float = 120.0,
+        read_timeout: float = 10.0,
     ) -> None:
         if not public_url.startswith(("http://", "https://")):
             raise ValidationError("public_url", public_url, "an http(s) URL is required")
@@ -89,9 +103,11 @@ class WebhookReceiver:
         self.max_body = max_body
         self.token_ttl = token_ttl
         self.grace = grace
+        self.read_timeout = read_timeout
         self._hooks: OrderedDict[str, _Hook] = OrderedDict()
-        self._by_job: dict[str, str] = {}
-        self._waiter: JobWaiter | None = None
+        self._expiry: list[tuple[float, str]] = []  # (expires, token), a heap
+        # (waiter, job id) -> token: two clients (two servers) may see the same job id.
+        self._by_job: dict[tuple[JobWaiter | None, str], str] = {}
         self.accepted = 0
         self.refused = 0
 
@@ -101,56 +117,74 @@ class WebhookReceiver:
     # ------------------------------------------------------------------ registry
 
     def _attach(self, waiter: JobWaiter) -> None:
-        self._waiter = waiter
-        waiter._on_end = self._job_ended  # noqa: SLF001
+        """Hear from ``waiter`` (a client's) when its jobs end, to expire their tokens.
 
-    def _job_ended(self, job_id: str) -> None:
+        Several waiters may attach; each token routes to the one that registered it.
+        """
+        waiter._on_end = lambda job_id: self._job_ended(waiter, job_id)  # noqa: SLF001
+
+    def _job_ended(self, waiter: JobWaiter | None, job_id: str) -> None:
         """Keep a finished job's token only for the grace period (late duplicates)."""
-        token = self._by_job.pop(job_id, None)
-        hook = None if token is None else self._hooks.get(token)
+        token = self._by_job.pop((waiter, job_id), None)
+        if token is None:
+            return
+        hook = self._hooks.get(token)
         if hook is not None:
             hook.expires = min(hook.expires, time.monotonic() + self.grace)
+            heapq.heappush(self._expiry, (hook.expires, token))
 
-    def register(self) -> tuple[str, str]:
-        """Mint a token before a submit; returns ``(token, hook_url)``."""
+    def register(self, waiter: JobWaiter | None = None) -> tuple[str, str]:
+        """Mint a token before a submit; returns ``(token, hook_url)``.
+
+        Callbacks on the token go to ``waiter`` (the submitting client's); with None they
+        are checked and answered, and delivered nowhere.
+        """
         self._purge()
         token = secrets.token_urlsafe(_TOKEN_BYTES)
-        self._hooks[token] = _Hook(job_id=None, expires=time.monotonic() + self.token_ttl)
+        expires = time.monotonic() + self.token_ttl
+        self._hooks[token] = _Hook(waiter=waiter, job_id=None, expires=expires)
+        heapq.heappush(self._expiry, (expires, token))
         return token, f"{self.public_url}/{token}"
 
     def bind(self, token: str, job_id: str) -> None:
-        """Link a token to the job id the submit returned; deliver an early callback."""
+        """Link a token to the job id the submit returned; deliver early callbacks.
+
+        Of the callbacks kept before, those naming the job are delivered (in the order
+        they came) and the others refused: forged or misrouted, they change nothing.
+        """
         hook = self._hooks.get(token)
         if hook is None:
             return
         hook.job_id = job_id
-        self._by_job[job_id] = token
-        if hook.early is not None:
-            early, hook.early = hook.early, None
-            if early.job_id == job_id:
-                self._deliver(early)
-            else:  # a callback for another job on this token: forged or misrouted
-                self.refused += 1
-                self._count_refused()
-                log.warning(
-                    "webhook: early callback for job %s on another job's hook", early.job_id
-                )
+        self._by_job[hook.waiter, job_id] = token
+        early, hook.early = hook.early, []
+        for snap in early:
+            if snap.job_id == job_id:
+                self._deliver(hook, snap)
+            else:
+                self._refuse(hook)
+                log.warning("webhook: early callback for job %s on another job's hook", snap.job_id)
 
     def release(self, token: str) -> None:
         """Forget a token whose submit failed."""
         hook = self._hooks.pop(token, None)
         if hook is not None and hook.job_id is not None:
-            self._by_job.pop(hook.job_id, None)
+            self._by_job.pop((hook.waiter, hook.job_id), None)
 
     def _purge(self) -> None:
+        # A heap by expiry, not the minting order: a finished job's token expires after
+        # the grace period even while older tokens of long jobs are still live. A token
+        # whose expiry was shortened has a stale, later entry too; it finds nothing to do.
         now = time.monotonic()
-        while self._hooks:
-            token, hook = next(iter(self._hooks.items()))
-            if hook.expires > now:
-                break
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, token = heapq.heappop(expiry)
+            hook = self._hooks.get(token)
+            if hook is None or hook.expires > now:
+                continue
             del self._hooks[token]
             if hook.job_id is not None:
-                self._by_job.pop(hook.job_id, None)
+                self._by_job.pop((hook.waiter, hook.job_id), None)
 
     # ------------------------------------------------------------------ the core
 
@@ -159,7 +193,8 @@ class WebhookReceiver:
 
         200 accepted (or a harmless duplicate), 202 kept until the submit returns,
         400 not a job body or not this token's job, 404 unknown or expired token,
-        413 too large. Never raises.
+        413 too large, 429 too many callbacks kept for a submit still in flight.
+        Never raises.
         """
         try:
             return self._handle(token, body)
@@ -172,40 +207,47 @@ class WebhookReceiver:
         self._purge()
         hook = self._hooks.get(token)
         if hook is None or hook.expires < time.monotonic():
-            self.refused += 1
-            self._count_refused()
+            self._refuse(None)
             return 404, "unknown hook"
         if len(body) > self.max_body:
-            self.refused += 1
-            self._count_refused()
+            self._refuse(hook)
             return 413, "too large"
         try:
             snap = parse_callback(body)
         except ResponseFormatError:
-            self.refused += 1
-            self._count_refused()
+            self._refuse(hook)
             return 400, "not a job callback"
         if hook.job_id is None:
-            # The callback beat the submit's reply: keep it until bind().
-            hook.early = snap
+            # The callback beat the submit's reply: keep it until bind() tells which is
+            # the job's. Bounded: a token's sender cannot grow memory without limit.
+            if len(hook.early) >= _MAX_EARLY:
+                self._refuse(hook)
+                return 429, "too many early callbacks"
+            hook.early.append(snap)
             self.accepted += 1
             return 202, "kept"
         if snap.job_id != hook.job_id:
-            self.refused += 1
-            self._count_refused()
+            self._refuse(hook)
             log.warning("webhook: callback for job %s on another job's hook", snap.job_id)
             return 400, "job mismatch"
         self.accepted += 1
-        self._deliver(snap)
+        self._deliver(hook, snap)
         return 200, "ok"
 
-    def _count_refused(self) -> None:
-        if self._waiter is not None:
-            self._waiter.stats.callbacks_refused += 1
+    def _refuse(self, hook: _Hook | None) -> None:
+        """Count a refused callback (on its token's waiter too, when the token is known)."""
+        self.refused += 1
+        if hook is not None and hook.waiter is not None:
+            hook.waiter.stats.callbacks_refused += 1
 
-    def _deliver(self, snap: JobSnapshot) -> None:
-        if self._waiter is not None:
-            self._waiter.accept_callback(snap)
+    def _deliver(self, hook: _Hook, snap: JobSnapshot) -> None:
+        """Hand a checked callback to the waiter that minted its token.
+
+        The one place a callback leaves the receiver: routing by token to the right
+        waiter happens here (a scale-out would forward to the process that owns it).
+        """
+        if hook.waiter is not None:
+            hook.waiter.accept_callback(snap)
 
     # ------------------------------------------------------------------ adapters
 
@@ -213,16 +255,22 @@ class WebhookReceiver:
         """Aiohttp handler for ``POST <path>/{token}``."""
         token = request.match_info.get("token") or request.path.rstrip("/").rsplit("/", 1)[-1]
         if request.content_length is not None and request.content_length > self.max_body:
-            self.refused += 1
-            self._count_refused()
+            self._refuse(self._hooks.get(token))
             return web.Response(status=413, text="too large")
         # read(n) returns what has arrived so far; a body may come in several segments.
         body = bytearray()
-        while len(body) <= self.max_body:
-            chunk = await request.content.read(self.max_body + 1 - len(body))
-            if not chunk:
-                break
-            body += chunk
+        with anyio.move_on_after(self.read_timeout) as reading:
+            while len(body) <= self.max_body:
+                chunk = await request.content.read(self.max_body + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+        if reading.cancelled_caught:
+            # A stalled or trickling sender; close the connection rather than drain it.
+            self._refuse(self._hooks.get(token))
+            response = web.Response(status=408, text="body too slow")
+            response.force_close()
+            return response
         status, text = self.handle(token, bytes(body))
         return web.Response(status=status, text=text)
 
@@ -248,20 +296,22 @@ class WebhookReceiver:
         chunks: list[bytes] = []
         size = 0
         more = True
-        while more:
-            message = await receive()
-            if message.get("type") == "http.disconnect":
-                return  # the sender went away: nothing to answer, nothing accepted
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                self.refused += 1
-                self._count_refused()
-                await _asgi_reply(send, 413, "too large")
-                return
-            chunks.append(chunk)
-            more = bool(message.get("more_body"))
-        status, text = self.handle(token, b"".join(chunks))
+        with anyio.move_on_after(self.read_timeout) as reading:
+            while more and size <= self.max_body:
+                message = await receive()
+                if message.get("type") == "http.disconnect":
+                    return  # the sender went away: nothing to answer, nothing accepted
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                chunks.append(chunk)
+                more = bool(message.get("more_body"))
+        if reading.cancelled_caught or size > self.max_body:  # stalled, trickling or huge
+            self._refuse(self._hooks.get(token))
+            status, text = (
+                (408, "body too slow") if reading.cancelled_caught else (413, "too large")
+            )
+        else:
+            status, text = self.handle(token, b"".join(chunks))
         await _asgi_reply(send, status, text)
 
     async def serve(
@@ -274,10 +324,15 @@ class WebhookReceiver:
         """Serve the receiver on its own until cancelled (for scripts and bots).
 
         With ``await task_group.start(receiver.serve, host, 0)`` the bound port is returned.
+        A connection that sends nothing (or only part of its headers) is closed after
+        ``read_timeout`` seconds, as is an idle kept-alive one.
         """
         app = web.Application(client_max_size=self.max_body + 1024)
         self.add_to_app(app)
-        runner = web.AppRunner(app, access_log=None)
+        # aiohttp closes a connection still waiting for a request (none yet, or headers
+        # cut short) after keepalive_timeout: over an hour by default. The body's own
+        # bound is aiohttp_handler's.
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.read_timeout)
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)

@@ -13,6 +13,11 @@ the asked size, bills a balance, caps work in flight, and injects faults on dema
         # point any client at emu.url with emu.api_key ...
         assert emu.counters.billed["/openai/4o-image/generations"] <= 1
 
+Faults (:class:`Fault` per request, :class:`CallbackFaults` per hook URL) are described in
+``docs/faults.md`` with the matrix ``benchmarks/faults.py`` generates from them.
+:attr:`Emulator.charges` is the server's own ledger of every billed call, and
+:func:`job_of_image` reads the job id a served 4o image carries.
+
 Prompt markers: ``[moderation]`` makes ``/v1`` refuse the prompt (400 moderation), and
 ``[fail]`` makes a 4o job end FAILED. Run it standalone with
 ``python -m ttapi_async.testing --port 8080``. Needs Pillow:
@@ -21,7 +26,16 @@ Prompt markers: ``[moderation]`` makes ``/v1`` refuse the prompt (400 moderation
 
 from __future__ import annotations
 
-from ._emulator import CallbackFaults, Counters, EmulatedJob, Emulator, Fault
+from ._emulator import Charge, Counters, EmulatedJob, Emulator, job_of_image
+from ._faults import CallbackFaults, Fault
 
 
-__all__ = ["CallbackFaults", "Counters", "EmulatedJob", "Emulator", "Fault"]
+__all__ = [
+    "CallbackFaults",
+    "Charge",
+    "Counters",
+    "EmulatedJob",
+    "Emulator",
+    "Fault",
+    "job_of_image",
+]

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._emulator import CallbackFaults, Emulator
+from ._emulator import DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT, Emulator
+from ._faults import CallbackFaults
 
 
 if TYPE_CHECKING:
@@ -69,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--callback-lose-rate", type=float, default=0.0)
     p.add_argument("--callback-duplicate-rate", type=float, default=0.0)
     p.add_argument("--callback-delay", type=float, default=0.0)
+    p.add_argument("--callback-early-rate", type=float, default=0.0)
+    p.add_argument("--callback-forge-rate", type=float, default=0.0)
+    p.add_argument("--callback-cross-rate", type=float, default=0.0)
+    p.add_argument(
+        "--max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        metavar="BYTES",
+        help="largest request body (413 beyond it)",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=DEFAULT_READ_TIMEOUT,
+        metavar="SECONDS",
+        help="time a request's body may take to arrive (408 beyond it)",
+    )
     p.add_argument("--uvloop", action="store_true", help="run on uvloop (the speedups extra)")
     return p
 
@@ -89,8 +107,13 @@ async def serve(args: argparse.Namespace) -> None:
             lose_rate=args.callback_lose_rate,
             duplicate_rate=args.callback_duplicate_rate,
             delay=args.callback_delay,
+            early_rate=args.callback_early_rate,
+            forge_rate=args.callback_forge_rate,
+            cross_rate=args.callback_cross_rate,
         ),
         seed=args.seed,
+        max_body=args.max_body,
+        read_timeout=args.read_timeout,
     )
     async with emulator as emu:
         # One line on stdout, flushed: scripts and benchmarks wait for it to read the URL.

@@ -17,6 +17,10 @@ Design notes:
   their place in the in-flight count). A timer callback cannot start a task in an anyio
   task group, so it posts the finished job on a memory stream; one dispatcher task in the
   emulator's task group starts a delivery per job. Everything is cancelled at exit.
+* What can go wrong is described in :mod:`._faults` (:class:`Fault` per request,
+  :class:`CallbackFaults` per hook URL); this module carries it out.
+* Bodies are capped (``max_body``, 413) and timed (``read_timeout``, 408) as they are
+  read, in the route's error shape: aiohttp's own 1 MiB cap answers in plain text.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import aiohttp
@@ -48,28 +52,40 @@ from ttapi_async._protocol import (
     PATH_GENERATE,
 )
 from ttapi_async._rules import (
-    DEFAULT_MODEL,
     GENERATE_MODELS,
     check_dalle3,
     check_edit,
     check_fetch,
     check_generate,
     check_submit_4o,
+    implied_model,
 )
 
 from . import _imagegen
+from ._faults import CallbackFaults, Fault, chance, forged_body, pick, wrong_token_url
 
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from aiohttp.abc import AbstractStreamWriter
+    from aiohttp.http_parser import RawRequestMessage
+    from aiohttp.streams import StreamReader
+    from aiohttp.web_protocol import RequestHandler
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 
-__all__ = ["CallbackFaults", "Counters", "EmulatedJob", "Emulator", "Fault"]
+__all__ = [
+    "CallbackFaults",
+    "Charge",
+    "Counters",
+    "EmulatedJob",
+    "Emulator",
+    "Fault",
+    "job_of_image",
+]
 
-FaultKind = Literal["status", "drop", "malformed", "latency"]
 JobStatus = Literal["ON_QUEUE", "SUCCESS", "FAILED"]
 
 _FILES_PREFIX: Final = "/files/"
@@ -87,6 +103,15 @@ _MAX_SIDE: Final = 4096
 _GATEWAY_STATUSES: Final = frozenset({401, 402, 403, 429, 499})
 # How long a stopping server waits for requests in progress before cancelling them.
 _SHUTDOWN_TIMEOUT: Final = 0.25
+#: Default cap of one request body. OpenAI's edits take up to 16 images of up to 50 MB
+#: each (the shared rule table: 25 MB for gpt-image-1, 4 MB for dall-e-2) and publish no
+#: cap on the whole body; the emulator holds a body in memory, so it stops at 64 MiB,
+#: which fits any one allowed image with room to spare. ``max_body=`` raises it.
+DEFAULT_MAX_BODY: Final = 64 * 1024 * 1024
+#: Default seconds a request's whole body may take to arrive (a stalled sender gets 408).
+DEFAULT_READ_TIMEOUT: Final = 60.0
+# Recently ended jobs kept to play "another job" (cross-job callbacks, swapped fetches).
+_RECENT_ENDED: Final = 8
 
 _STATUS_MESSAGES: Final = {
     400: "Parameter error",
@@ -95,6 +120,8 @@ _STATUS_MESSAGES: Final = {
     403: "Account Block",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Timed out reading the request body.",
+    413: "Request body too large.",
     429: "Too many requests, please try again later.",
     499: "Queue is full, please try again later.",
     500: "Internal server error",
@@ -117,61 +144,6 @@ _IMAGE_INPUT_TOKENS: Final = 323
 
 
 @attrs.define
-class Fault:
-    """One injected failure, matched per request by route.
-
-    ``after_accept=False`` replaces the reply before anything is processed (nothing is
-    billed or created). ``after_accept=True`` processes the request in full (billed, job
-    created, counters updated) and only then replaces the reply: the "outcome unknown"
-    case a careful client must not retry blindly. A ``latency`` fault adds ``delay``
-    seconds before handling (or, with ``after_accept``, before replying) and combines
-    with any other fault; of the other kinds, the first one that fires wins.
-    """
-
-    #: Exact path (``"/v1/images/generations"``), or ``"*"`` for every API route (never /files).
-    route: str = "*"
-    #: ``status`` answers ``status``; ``drop`` closes the connection with no response;
-    #: ``malformed`` answers 200 with a broken JSON body; ``latency`` waits ``delay``.
-    kind: FaultKind = attrs.field(
-        default="status",
-        validator=attrs.validators.in_(("status", "drop", "malformed", "latency")),
-    )
-    #: HTTP status of a ``status`` fault; the body has the route's error shape.
-    status: int = 500
-    #: Body of a ``status`` or ``malformed`` fault, instead of the default.
-    body: bytes | None = None
-    #: Chance per matching request, drawn from the emulator's seeded RNG.
-    rate: float = 1.0
-    #: Fire at most this many times, then stay inert (None: unlimited).
-    count: int | None = None
-    #: Extra seconds of a ``latency`` fault.
-    delay: float = 0.0
-    #: Process the request first, then replace its reply.
-    after_accept: bool = False
-    #: Seconds sent in a ``Retry-After`` header with a ``status`` fault.
-    retry_after: float | None = None
-    #: How many times the fault fired.
-    fired: int = 0
-
-
-@attrs.define
-class CallbackFaults:
-    """How the emulator misbehaves when it delivers ``hookUrl`` callbacks."""
-
-    #: Share of callbacks never delivered.
-    lose_rate: float = 0.0
-    #: Share of callbacks delivered twice (receivers must be idempotent on jobId).
-    duplicate_rate: float = 0.0
-    #: Extra seconds between the end of a job and its callback.
-    delay: float = 0.0
-    #: For a job that ends at once (``job_duration`` 0): deliver its callback, and wait
-    #: for the receiver's answer, before the submit reply is written.
-    before_reply: bool = False
-    #: Seconds one delivery may take before it counts as failed.
-    timeout: float = 10.0
-
-
-@attrs.define
 class Counters:
     """What the emulator saw and did, for assertions in tests and benchmarks."""
 
@@ -191,6 +163,16 @@ class Counters:
     callbacks_failed: int = 0
     #: Callbacks skipped on purpose (``CallbackFaults.lose_rate``).
     callbacks_lost: int = 0
+    #: Jobs called back twice on purpose (``CallbackFaults.duplicate_rate``).
+    callbacks_duplicated: int = 0
+    #: Jobs called back before their submit reply (``early_rate``, ``before_reply``).
+    callbacks_early: int = 0
+    #: Forged callback POSTs sent (``CallbackFaults.forge_rate``: two per job).
+    callbacks_forged: int = 0
+    #: Another job's callback sent to a job's hook URL (``CallbackFaults.cross_rate``).
+    callbacks_crossed: int = 0
+    #: Fetches answered with another job's body (``Fault(kind="swap")``).
+    fetches_swapped: int = 0
     #: Image files served.
     files_served: int = 0
     #: Requests for image files past their ``url_ttl``.
@@ -199,6 +181,10 @@ class Counters:
     key_seen_on_files: int = 0
     #: Connections closed on purpose without a response.
     drops: int = 0
+    #: Requests refused because their body was larger than ``max_body`` (HTTP 413).
+    bodies_too_large: int = 0
+    #: Requests whose body did not arrive within ``read_timeout`` (HTTP 408).
+    bodies_timed_out: int = 0
     #: Highest in-flight count (running 4o jobs + sync calls) seen for one key.
     in_flight_peak: int = 0
 
@@ -233,6 +219,34 @@ class EmulatedJob:
     callbacks: int = 0
 
 
+@attrs.frozen
+class Charge:
+    """One billed call, as the emulator's ledger (``Emulator.charges``) keeps it.
+
+    The ledger is the server's own record of what it accepted and billed, independent of
+    anything a client counts: a fault matrix reads from it how many times each prompt
+    was accepted, and under which job ids.
+    """
+
+    #: The route billed (``"/openai/4o-image/generations"``, ``"/v1/images/edits"``, ...).
+    path: str
+    #: The prompt of the accepted request.
+    prompt: str
+    #: What was taken from the balance.
+    cost: float
+    #: The 4o job created (None for a synchronous call).
+    job_id: str | None = None
+
+
+def job_of_image(data: bytes) -> str | None:
+    """The job id a 4o job's image served by the emulator carries, or None.
+
+    ``"forged"`` marks the image of a forged callback (``CallbackFaults.forge_rate``),
+    which belongs to no job. Other images (``/v1``, DALL-E) carry nothing.
+    """
+    return _imagegen.read_tag(data)
+
+
 # --------------------------------------------------------------------------- reply helpers
 
 
@@ -264,7 +278,7 @@ def _invalid_json_openai() -> web.Response:
 def _openai_code(err: ValidationError, params: Mapping[str, Any]) -> str:
     """OpenAI's ``error.code`` for a rule the request broke (wire §9)."""
     if err.param == "response_format":
-        rules = GENERATE_MODELS.get(params.get("model") or DEFAULT_MODEL)
+        rules = GENERATE_MODELS.get(str(implied_model(params)))
         if rules is not None and not rules.response_format:
             return "unknown_parameter"
     if err.param == "size":
@@ -322,6 +336,10 @@ def _retry_after_header(seconds: float) -> dict[str, str]:
 _Handler = Callable[[web.BaseRequest, str], Awaitable[web.StreamResponse]]
 
 
+class _SlowBody(Exception):  # noqa: N818 - a signal inside the emulator, never seen outside
+    """A request body did not arrive within ``read_timeout``."""
+
+
 @attrs.frozen
 class _Route:
     handler: _Handler
@@ -357,6 +375,14 @@ class Emulator:
         url_ttl: seconds a served image URL works before it answers 404.
         callbacks: how ``hookUrl`` deliveries misbehave.
         seed: seed of the RNG behind durations, failure rates and faults.
+        max_body: largest request body, in bytes (see :data:`DEFAULT_MAX_BODY`); a larger
+            one gets HTTP 413 in the route's error shape (OpenAI's on ``/v1``).
+        read_timeout: seconds a request's whole body may take to arrive; a sender that
+            stalls gets HTTP 408 and its connection is closed.
+
+    Every image a 4o job serves carries its job id in a PNG text chunk (keyword
+    ``ttapi-emulator-job``), so a saved file names the job it came from; see
+    :func:`job_of_image`. :attr:`charges` is the ledger of every billed call.
 
     """
 
@@ -374,6 +400,8 @@ class Emulator:
         url_ttl: float = 3600.0,
         callbacks: CallbackFaults | None = None,
         seed: int | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         self.api_key: str = api_key if api_key is not None else f"emu-{uuid.uuid4().hex}"
         self.host = host
@@ -385,13 +413,19 @@ class Emulator:
         self.max_in_flight = max_in_flight
         self.url_ttl = url_ttl
         self.callbacks: CallbackFaults = callbacks if callbacks is not None else CallbackFaults()
+        self.max_body = max_body
+        self.read_timeout = read_timeout
         self.counters = Counters()
         self.jobs: dict[str, EmulatedJob] = {}
+        #: Every billed call, in order: the server's own record of what it accepted.
+        self.charges: list[Charge] = []
         self._rng = random.Random(seed)
         self._faults: list[Fault] = []
         self._in_flight: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._files: dict[str, tuple[float, _imagegen.Rendered]] = {}
+        # name -> (created, image, tag): a 4o job's image is tagged with its job id.
+        self._files: dict[str, tuple[float, _imagegen.Rendered, str | None]] = {}
+        self._recent: collections.deque[EmulatedJob] = collections.deque(maxlen=_RECENT_ENDED)
         self._url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tg: TaskGroup | None = None
@@ -437,7 +471,7 @@ class Emulator:
             self._session = aiohttp.ClientSession()
             tg.start_soon(self._dispatch_callbacks, recv)
             # access_log=None: logging every request would dominate a benchmark.
-            server = web.Server(self._handle, access_log=None)
+            server = web.Server(self._handle, request_factory=self._make_request, access_log=None)
             runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_TIMEOUT)
             await runner.setup()
             self._runner = runner
@@ -509,11 +543,33 @@ class Emulator:
         """Remove every injected fault."""
         self._faults.clear()
 
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        """The faults injected so far (each counts its firings in ``fired``)."""
+        return tuple(self._faults)
+
     def file_url(self, name: str) -> str:
         """URL under which the emulator serves the image file ``name``."""
         return f"{self.url}{_FILES_PREFIX}{name}"
 
     # ----------------------------------------------------------------------- dispatch
+
+    def _make_request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        # aiohttp's own factory caps a body at 1 MiB (client_max_size), which refuses a
+        # valid edit with a 2 MB image in plain text; the cap here is max_body, read per
+        # request so it can change while the server runs. It also caps each multipart part.
+        loop = self._loop
+        assert loop is not None  # noqa: S101 - the server runs only while entered
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=self.max_body
+        )
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
@@ -529,15 +585,17 @@ class Emulator:
             resp = await self._process(route, request)
             counters.responses[resp.status] += 1
             return resp
-        chosen, before, after = self._pick_faults(path)
+        chosen, before, after = pick(self._faults, path, self._rng)
         if before > 0:
             await anyio.sleep(before)
-        if chosen is not None and not chosen.after_accept:
+        if chosen is not None and not chosen.processes_first:
             return self._fault_reply(request, chosen, route)
         resp = await self._process(route, request)
         if after > 0:
             await anyio.sleep(after)
-        if chosen is not None:
+        if chosen is not None and chosen.kind == "swap":
+            resp = self._swap(resp)
+        elif chosen is not None:
             return self._fault_reply(request, chosen, route)
         counters.responses[resp.status] += 1
         return resp
@@ -545,6 +603,59 @@ class Emulator:
     async def _process(self, route: _Route, request: web.BaseRequest) -> web.StreamResponse:
         if request.method not in route.methods:
             return _envelope_error(405, _STATUS_MESSAGES[405])
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            # Refused before reading (and before auth, as a gateway would): the body is
+            # never buffered, only drained and dropped before the connection closes.
+            return self._body_refused(route, 413)
+        try:
+            return await self._authorized(route, request)
+        except web.HTTPRequestEntityTooLarge:
+            # A body with no Content-Length (chunked) that grew past max_body while read.
+            return self._body_refused(route, 413)
+        except _SlowBody:
+            resp = self._body_refused(route, 408)
+            # Write the reply now and close: aiohttp would otherwise linger after the
+            # handler, waiting (10 s) for the rest of a body whose sender has stalled.
+            await resp.prepare(request)
+            await resp.write_eof()
+            request.protocol.force_close()
+            return resp
+
+    def _body_refused(self, route: _Route, status: int) -> web.Response:
+        """413 (too large) or 408 (too slow) in the route's error shape, then close."""
+        if status == 413:  # noqa: PLR2004
+            self.counters.bodies_too_large += 1
+            message = f"Request body too large: the limit is {self.max_body} bytes."
+        else:
+            self.counters.bodies_timed_out += 1
+            message = f"The request body did not arrive within {self.read_timeout:g} seconds."
+        if route.openai:
+            resp = _openai_error(
+                status, message, type_="invalid_request_error", param=None, code=None
+            )
+        else:
+            resp = _envelope_error(status, message)
+        # The rest of the body is unread, so the connection cannot carry another request.
+        # For a 413 aiohttp reads and drops that rest for a while before closing: closing a
+        # socket with unread data would reset it, and the client could lose this reply.
+        resp.force_close()
+        return resp
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Bound the reading of a request body by ``read_timeout`` (a stalled sender)."""
+        try:
+            with anyio.fail_after(self.read_timeout):
+                yield
+        except TimeoutError:
+            raise _SlowBody from None
+
+    async def _body(self, request: web.BaseRequest) -> bytes:
+        with self._reading():
+            return await request.read()
+
+    async def _authorized(self, route: _Route, request: web.BaseRequest) -> web.StreamResponse:
         headers = request.headers
         key = headers.get(_KEY_HEADER)
         if key != self.api_key:
@@ -558,29 +669,6 @@ class Emulator:
             if key is None:
                 return _reply(401, _UNAUTHORIZED_BODY)
         return await route.handler(request, key)
-
-    def _pick_faults(self, path: str) -> tuple[Fault | None, float, float]:
-        """Pick the fault that replaces the reply; sum the latency before and after processing."""
-        chosen: Fault | None = None
-        before = after = 0.0
-        for fault in self._faults:
-            if fault.route not in {"*", path}:
-                continue
-            if fault.count is not None and fault.fired >= fault.count:
-                continue
-            if fault.kind != "latency" and chosen is not None:
-                continue
-            if fault.rate < 1.0 and self._rng.random() >= fault.rate:
-                continue
-            fault.fired += 1
-            if fault.kind == "latency":
-                if fault.after_accept:
-                    after += fault.delay
-                else:
-                    before += fault.delay
-            else:
-                chosen = fault
-        return chosen, before, after
 
     def _fault_reply(
         self, request: web.BaseRequest, fault: Fault, route: _Route
@@ -596,20 +684,26 @@ class Emulator:
             return web.Response()
         if fault.kind == "malformed":
             self.counters.responses[200] += 1
-            return _reply(200, fault.body if fault.body is not None else _MALFORMED_BODY)
+            body = fault.body if fault.body is not None else _MALFORMED_BODY
+            return web.Response(body=body, content_type=fault.content_type or _JSON_TYPE)
         status = fault.status
         self.counters.responses[status] += 1
         headers = _retry_after_header(fault.retry_after) if fault.retry_after is not None else None
         if fault.body is not None:
-            return _reply(status, fault.body, headers)
+            return web.Response(
+                body=fault.body,
+                status=status,
+                content_type=fault.content_type or _JSON_TYPE,
+                headers=headers,
+            )
         if status == 401:  # noqa: PLR2004
             return _reply(401, _UNAUTHORIZED_BODY, headers)
         message = _STATUS_MESSAGES.get(status, f"HTTP {status}")
         if route.openai and 400 <= status < 500 and status not in _GATEWAY_STATUSES:  # noqa: PLR2004
             err = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
             return _reply(status, _json.dumps({"error": err}), headers)
-        body = {"status": "FAILED", "message": message, "data": None}
-        return _reply(status, _json.dumps(body), headers)
+        envelope = {"status": "FAILED", "message": message, "data": None}
+        return _reply(status, _json.dumps(envelope), headers)
 
     # ----------------------------------------------------------------------- accounting
 
@@ -654,12 +748,15 @@ class Emulator:
             functools.partial(_imagegen.image, fmt, width, height, alpha=alpha)
         )
 
-    def _new_file(self, image: _imagegen.Rendered, created: float | None = None) -> str:
+    def _new_file(
+        self, image: _imagegen.Rendered, created: float | None = None, tag: str | None = None
+    ) -> str:
+        """Serve ``image`` under a new name; a ``tag`` (PNG only) is written into its bytes."""
         ext = "jpg" if image.mime == "image/jpeg" else image.mime.removeprefix("image/")
         name = f"{uuid.uuid4().hex}.{ext}"
         loop = self._loop
         assert loop is not None  # noqa: S101 - only called while running
-        self._files[name] = (loop.time() if created is None else created, image)
+        self._files[name] = (loop.time() if created is None else created, image, tag)
         return f"{self._url}{_FILES_PREFIX}{name}"
 
     def _serve_file(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
@@ -672,14 +769,17 @@ class Emulator:
         entry = self._files.get(name)
         if entry is None:
             return web.Response(status=404, text="Not Found")
-        created, image = entry
+        created, image, tag = entry
         loop = self._loop
         assert loop is not None  # noqa: S101 - the server runs only while entered
         if loop.time() - created > self.url_ttl:
             counters.files_expired += 1
             return web.Response(status=404, text="The link has expired")
         counters.files_served += 1
-        return web.Response(body=image.data, content_type=image.mime)
+        # A job's image names its job in a text chunk, added as it is served: one copy of
+        # the picture in memory for all jobs, and each saved file says where it came from.
+        data = image.data if tag is None else _imagegen.tag_png(image.data, tag)
+        return web.Response(body=data, content_type=image.mime)
 
     async def _images_body(
         self, p: Mapping[str, Any], model: str, input_images: int
@@ -730,14 +830,16 @@ class Emulator:
         self, key: str, path: str, p: Mapping[str, Any], input_images: int
     ) -> web.Response:
         """Moderation, billing, latency and the body of an accepted /v1 images call."""
-        model = p.get("model") or DEFAULT_MODEL
+        model = str(implied_model(p))  # the rules passed: a model name string
         prompt: str = p["prompt"]
         if MODERATION_MARKER in prompt:
             return _moderation_openai(model)
-        denied = self._admit(key, p.get("n") or 1, path)
+        cost = p.get("n") or 1
+        denied = self._admit(key, cost, path)
         if denied is not None:
             return denied
         self.counters.submits_by_prompt[prompt] += 1
+        self.charges.append(Charge(path, prompt, cost))
         try:
             latency = self._draw(self.sync_latency)
             if latency > 0:
@@ -750,8 +852,9 @@ class Emulator:
     # ----------------------------------------------------------------------- /v1 routes
 
     async def _generate(self, request: web.BaseRequest, key: str) -> web.StreamResponse:
+        body = await self._body(request)
         try:
-            p = _json.loads(await request.read())
+            p = _json.loads(body)
         except ValueError:
             return _invalid_json_openai()
         if not isinstance(p, dict):
@@ -775,19 +878,26 @@ class Emulator:
         p: dict[str, Any] = {}
         images: list[bytes] = []
         mask: bytes | None = None
+        total = 0
         try:
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, aiohttp.BodyPartReader):
-                    continue  # a nested multipart: nothing OpenAI sends
-                name = part.name or ""
-                data = bytes(await part.read())
-                if name == "image" or name.startswith("image["):
-                    images.append(data)
-                elif name == "mask":
-                    mask = data
-                else:
-                    p[name] = data.decode("utf-8", "replace")
+            with self._reading():
+                reader = await request.multipart()
+                async for part in reader:
+                    if not isinstance(part, aiohttp.BodyPartReader):
+                        continue  # a nested multipart: nothing OpenAI sends
+                    name = part.name or ""
+                    data = bytes(await part.read())  # each part is capped at max_body ...
+                    total += len(data)
+                    if total > self.max_body:  # ... and so are all of them together
+                        raise web.HTTPRequestEntityTooLarge(
+                            max_size=self.max_body, actual_size=total
+                        )
+                    if name == "image" or name.startswith("image["):
+                        images.append(data)
+                    elif name == "mask":
+                        mask = data
+                    else:
+                        p[name] = data.decode("utf-8", "replace")
         except ValueError:
             return _openai_error(
                 400,
@@ -813,8 +923,9 @@ class Emulator:
     # ----------------------------------------------------------------------- TTAPI routes
 
     async def _json_object(self, request: web.BaseRequest) -> dict[str, Any] | None:
+        body = await self._body(request)
         try:
-            obj = _json.loads(await request.read())
+            obj = _json.loads(body)
         except ValueError:
             return None
         return obj if isinstance(obj, dict) else None
@@ -832,9 +943,11 @@ class Emulator:
             return _envelope_error(
                 400, "Your request was rejected as a result of our safety system."
             )
-        denied = self._admit(key, p.get("n") or 1, PATH_DALLE3)
+        cost = p.get("n") or 1
+        denied = self._admit(key, cost, PATH_DALLE3)
         if denied is not None:
             return denied
+        self.charges.append(Charge(PATH_DALLE3, prompt, cost))
         try:
             latency = self._draw(self.sync_latency)
             if latency > 0:
@@ -873,13 +986,25 @@ class Emulator:
             will_fail=FAIL_MARKER in prompt or (rate > 0 and self._rng.random() < rate),
         )
         self.jobs[job.job_id] = job
-        if duration > 0:
-            self._timers[job.job_id] = loop.call_later(duration, self._on_timer, job.job_id)
-        elif job.hook_url is not None and self.callbacks.before_reply:
+        self.charges.append(Charge(PATH_4O_SUBMIT, prompt, _COST_4O, job.job_id))
+        faults = self.callbacks
+        if job.hook_url is not None and (
+            faults.before_reply or chance(faults.early_rate, self._rng)
+        ):
+            # An early callback: the job ends now and the receiver hears of it (and
+            # answers) before the submit reply carries the job id.
+            job.ends_at = now
+            self.counters.callbacks_early += 1
             self._finish(job, notify=False)
             await self._deliver(job)
+        elif duration > 0:
+            self._timers[job.job_id] = loop.call_later(duration, self._on_timer, job.job_id)
         else:
             self._finish(job)
+        if job.hook_url is not None and chance(faults.forge_rate, self._rng):
+            tg = self._tg
+            assert tg is not None  # noqa: S101 - the server runs only while entered
+            tg.start_soon(self._forge, job)
         return _reply(
             200,
             _json.dumps({"status": "SUCCESS", "message": "success", "data": {"jobId": job.job_id}}),
@@ -889,7 +1014,9 @@ class Emulator:
         job_id: object = request.query.get("jobId")
         if job_id is None and request.method == "POST":
             if request.content_type in _FORM_TYPES:
-                job_id = (await request.post()).get("jobId")
+                with self._reading():
+                    form = await request.post()
+                job_id = form.get("jobId")
             else:
                 # JSON, whatever the Content-Type says: some clients send none at all.
                 obj = await self._json_object(request)
@@ -949,7 +1076,8 @@ class Emulator:
             job.status = "SUCCESS"
             job.message = "success"
             image = _imagegen.job_image()  # drawn at startup
-            job.image_url = self._new_file(image, created=job.ends_at)
+            job.image_url = self._new_file(image, created=job.ends_at, tag=job.job_id)
+            self._recent.append(job)
         # The wall-clock moment the job ended, even when it is noticed later by a fetch.
         job.finish_time = _utc(time.time() - (loop.time() - job.ends_at))
         self._release(job.api_key)
@@ -973,16 +1101,66 @@ class Emulator:
             return
         faults = self.callbacks
         rng = self._rng
-        if faults.lose_rate > 0 and rng.random() < faults.lose_rate:
+        if chance(faults.lose_rate, rng):
             self.counters.callbacks_lost += 1
             return
-        times = 2 if faults.duplicate_rate > 0 and rng.random() < faults.duplicate_rate else 1
+        times = 2 if chance(faults.duplicate_rate, rng) else 1
+        self.counters.callbacks_duplicated += times - 1
         if faults.delay > 0:
             await anyio.sleep(faults.delay)
+        if chance(faults.cross_rate, rng):
+            other = self._other_job(job)
+            if other is not None:
+                # Another job's body on this job's hook URL (a misrouting gateway).
+                self.counters.callbacks_crossed += 1
+                await self._post_callback(hook, _json.dumps(self._job_body(other)), faults.timeout)
         body = _json.dumps(self._job_body(job))
         for _ in range(times):
             job.callbacks += 1
             await self._post_callback(hook, body, faults.timeout)
+
+    async def _forge(self, job: EmulatedJob) -> None:
+        """Forged SUCCESS callbacks for a running job: a made-up token, then its own hook.
+
+        The forged image is a real file the emulator serves, tagged ``forged`` and
+        belonging to no job, so a client that trusts either callback saves a wrong image.
+        """
+        hook = job.hook_url
+        if hook is None:
+            return
+        forged_url = self._new_file(_imagegen.job_image(), tag="forged")
+        body = _json.dumps(forged_body(self._job_body(job), forged_url))
+        for url in (wrong_token_url(hook), hook):
+            self.counters.callbacks_forged += 1
+            await self._post_callback(url, body, self.callbacks.timeout)
+
+    def _other_job(self, job: EmulatedJob | None) -> EmulatedJob | None:
+        """Another job of the same key, to misroute: a recently ended one if there is one."""
+        if job is None:
+            return None
+        for other in reversed(self._recent):
+            if other is not job and other.api_key == job.api_key:
+                return other
+        for other in reversed(self.jobs.values()):
+            if other is not job and other.api_key == job.api_key:
+                return other
+        return None
+
+    def _swap(self, resp: web.StreamResponse) -> web.StreamResponse:
+        """Answer a successful fetch with another job's body (``Fault(kind="swap")``)."""
+        body = resp.body if isinstance(resp, web.Response) else None
+        if resp.status != 200 or not isinstance(body, bytes):  # noqa: PLR2004
+            return resp
+        asked = _json.loads(body).get("jobId")
+        other = self._other_job(self.jobs.get(asked) if isinstance(asked, str) else None)
+        if other is None:
+            return resp
+        loop = self._loop
+        assert loop is not None  # noqa: S101 - the server runs only while entered
+        if other.status == "ON_QUEUE" and loop.time() >= other.ends_at:
+            self._finish(other)
+        self.counters.fetches_swapped += 1
+        return _reply(200, _json.dumps(self._job_body(other)))
 
     async def _post_callback(self, url: str, body: bytes, seconds: float) -> None:
         session = self._session

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 import threading
+import zlib
 from typing import Final
 
 import attrs
@@ -25,13 +27,29 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 
-__all__ = ["JOB_SIZE", "MIME_TYPES", "Rendered", "cached", "image", "job_image"]
+__all__ = [
+    "JOB_SIZE",
+    "MIME_TYPES",
+    "TAG_KEYWORD",
+    "Rendered",
+    "cached",
+    "image",
+    "job_image",
+    "read_tag",
+    "tag_png",
+]
 
 #: Width and height of a 4o-image job result.
 JOB_SIZE: Final = (1024, 1024)
 
 #: MIME type of each output format the image endpoints produce.
 MIME_TYPES: Final = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+#: Keyword of the PNG text chunk that names the job an image belongs to.
+TAG_KEYWORD: Final = b"ttapi-emulator-job"
+_PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
+# Magic (8) + the IHDR chunk (4 length + 4 type + 13 data + 4 CRC): PNG puts IHDR first.
+_AFTER_IHDR: Final = 8 + 25
 
 # One colour per format, so a test looking at a picture can tell them apart.
 _BACKGROUND: Final = {"png": (52, 101, 164), "jpeg": (204, 102, 0), "webp": (78, 154, 6)}
@@ -113,3 +131,37 @@ def _render(fmt: str, width: int, height: int, *, alpha: bool) -> Rendered:
 def job_image() -> Rendered:
     """Return the picture every successful 4o-image job points to (a 1024x1024 PNG)."""
     return image("png", *JOB_SIZE, alpha=False)
+
+
+def tag_png(data: bytes, text: str) -> bytes:
+    """``data`` (a PNG) with a ``tEXt`` chunk ``TAG_KEYWORD: text`` right after IHDR.
+
+    Any decoder ignores the chunk; the picture and its size stay the same.
+    """
+    payload = TAG_KEYWORD + b"\0" + text.encode("latin-1")
+    chunk = (
+        struct.pack(">I", len(payload))
+        + b"tEXt"
+        + payload
+        + struct.pack(">I", zlib.crc32(b"tEXt" + payload))
+    )
+    return data[:_AFTER_IHDR] + chunk + data[_AFTER_IHDR:]
+
+
+def read_tag(data: bytes) -> str | None:
+    """The text of the ``TAG_KEYWORD`` chunk :func:`tag_png` wrote, or None (not tagged)."""
+    if not data.startswith(_PNG_MAGIC):
+        return None
+    pos = len(_PNG_MAGIC)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"tEXt":
+            keyword, _, text = body.partition(b"\0")
+            if keyword == TAG_KEYWORD:
+                return text.decode("latin-1")
+        if kind in {b"IDAT", b"IEND"}:  # text chunks used here come before the pixels
+            return None
+        pos += 12 + length
+    return None
