@@ -191,6 +191,49 @@ async def test_a_hand_given_hook_url_is_hidden_too(serve: Serve) -> None:
     assert "TopSecretToken123" not in chain(info.value)
 
 
+async def test_a_failed_job_whose_message_quotes_its_hook_url(
+    serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TTAPI's failure message may quote the job's hook URL: the token stays hidden."""
+    hooks: dict[str, str] = {}
+
+    async def submit(request: web.Request) -> web.Response:
+        job_id = f"job-{len(hooks)}"
+        hooks[job_id] = (await request.json())["hookUrl"]
+        return web.json_response({"status": "SUCCESS", "data": {"jobId": job_id}})
+
+    async def fetch(request: web.Request) -> web.Response:
+        job_id = request.query["jobId"]
+        message = f"callback to {hooks[job_id]} refused the connection"
+        data = {"jobId": job_id, "hookUrl": hooks[job_id], "prompt": "p"}
+        return web.json_response({"status": "FAILED", "message": message, "data": data})
+
+    app = web.Application()
+    app.router.add_post("/openai/4o-image/generations", submit)
+    app.router.add_get("/openai/4o-image/fetch", fetch)
+    url = await serve(app)
+    receiver = tt.WebhookReceiver("https://hooks.example.com/ttapi")
+    caplog.set_level(logging.DEBUG, logger="ttapi_async")
+    policy = tt.PollPolicy(initial_delay=0.05, dense_interval=0.05, backstop_interval=0.05)
+    async with tt.Client(KEY, base_url=url, webhook=receiver, poll_policy=policy) as client:
+        job = await client.gpt4o.submit(prompt="one")
+        with pytest.raises(tt.JobFailedError) as info:
+            await job.wait(timeout=10)
+        reqs = [tt.GPT4oRequest(prompt=f"p{i}") for i in range(2)]
+        async with client.bulk(reqs, journal=tmp_path / "j.sqlite") as run:
+            outcomes = [o async for o in run]
+    assert "refused the connection" in str(info.value)
+    assert info.value.snapshot.message.startswith("callback to https://hooks.example.com/ttapi/")
+    texts = [chain(info.value), log_text(caplog.records), repr(outcomes)]
+    texts += [o.reason or "" for o in outcomes]
+    journal_bytes = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert len(hooks) == 3
+    for hook in hooks.values():
+        token = hook.rsplit("/", 1)[1]
+        assert all(token not in t for t in texts)
+        assert token.encode() not in journal_bytes
+
+
 # ------------------------------------------------------------------ the leak scan
 
 

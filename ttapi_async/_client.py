@@ -229,6 +229,9 @@ class Client:
         )
         #: Counters (retries, unknown outcomes); the waiter has its own (``waiter.stats``).
         self.stats = ClientStats()
+        # Servers may quote the key or a hook URL back; every error leaving a call is
+        # scrubbed of them first, so no message, log line or journal row repeats them.
+        self._redactor = Redactor((key,), () if webhook is None else (webhook.public_url,))
         #: The job waiter (see :class:`JobWaiter`); it runs while the client is open.
         self.waiter: Final = JobWaiter(
             self,
@@ -236,12 +239,10 @@ class Client:
             max_concurrent_polls=max_concurrent_polls,
             polls_per_second=polls_per_second,
             confirm_callbacks=confirm_callbacks,
+            redact=self._redactor.redact,
         )
         #: The webhook receiver jobs report to, if any.
         self.webhook: Final = webhook
-        # Servers may quote the key or a hook URL back; every error leaving a call is
-        # scrubbed of them first, so no message, log line or journal row repeats them.
-        self._redactor = Redactor((key,), () if webhook is None else (webhook.public_url,))
         if webhook is not None:
             webhook._attach(self.waiter)  # noqa: SLF001
 

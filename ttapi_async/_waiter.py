@@ -204,9 +204,12 @@ class JobWaiter:
         policy: the :class:`PollPolicy` (data: delays, growth, caps, jitter, learning).
         max_concurrent_polls: fetches in flight at once, for all jobs together.
         polls_per_second: a budget for fetches (None: no budget). Submits never wait on it.
-        result_ttl: seconds an outcome is remembered after the job ends.
+        result_ttl: seconds the outcome of a job that ended before anyone waited is kept
+            for the wait to come (once a wait took it, 60 s more, for repeated waits).
         confirm_callbacks: confirm a callback's result with one fetch before trusting it
             (TTAPI does not sign callbacks).
+        rng: the random source of the jitter (tests pass a seeded one).
+        redact: hides secrets in a failed job's message (the client passes its own).
     """
 
     def __init__(
@@ -219,6 +222,7 @@ class JobWaiter:
         result_ttl: float = 600.0,
         confirm_callbacks: bool = True,
         rng: random.Random | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._client = client
         self.policy: Final = policy or PollPolicy()
@@ -234,6 +238,9 @@ class JobWaiter:
             None if polls_per_second is None else AsyncLimiter(polls_per_second, time_period=1.0)
         )
         self._result_ttl = result_ttl
+        # Hides the key and hook tokens in a failed job's message (TTAPI may quote them),
+        # which JobFailedError, events, logs, bulk outcomes and the journal repeat.
+        self._redact = redact
         self._rng = rng or random.Random()  # noqa: S311 - jitter
         self._pending: dict[str, _Pending] = {}
         # Outcomes of jobs that ended before anyone waited (kept result_ttl for the wait
@@ -610,6 +617,10 @@ class JobWaiter:
             self.stats.succeeded += 1
             self._emit(pending.job_id, JobEventKind.SUCCEEDED)
         else:
+            if snap.message and self._redact is not None:
+                message = self._redact(snap.message)
+                if message != snap.message:
+                    snap = attrs.evolve(snap, message=message)
             outcome = snap
             self.stats.failed += 1
             self._emit(pending.job_id, JobEventKind.FAILED, snap.message)
