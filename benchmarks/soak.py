@@ -316,7 +316,9 @@ def probe(
         "tasks": len(asyncio.all_tasks()),
         "fds": proc.num_fds(),
         # Outcomes the waiter keeps for late waiters (result_ttl), and the receiver's tokens.
-        "remembered": None if client is None else len(client.waiter._done),
+        "remembered": None
+        if client is None
+        else len(client.waiter._unclaimed) + len(client.waiter._taken),
         "tokens": None if receiver is None else len(receiver._hooks),
     }
 
@@ -741,17 +743,19 @@ def report(args: argparse.Namespace, out: dict[str, Any], argv: list[str]) -> st
             f"slope {slope_text} over {len(points)} samples."
         )
         kept0, kept1 = warm["remembered"] or 0, end["remembered"] or 0
+        # Per outcome only when the store grew by a meaningful amount (a flat store makes
+        # the ratio noise).
         per = (
             f", {(growth or 0) / (kept1 - kept0) / 1e3:.2f} KB of RSS growth per outcome kept"
-            if kept1 > kept0
+            if kept1 - kept0 >= 100
             else ""
         )
         lines.append(
             f"  - Retained by design: the waiter remembers {kept1} outcomes at the end "
-            f"({kept0} at warm-up) for late waiters (`result_ttl`, 600 s; an expired one is "
-            f"dropped only when looked up, or past 100,000 kept){per}"
+            f"({kept0} at warm-up) for repeated waits (60 s after a wait took them; "
+            f"`result_ttl`, 600 s, for jobs nobody waited on yet){per}"
             + (
-                f"; the receiver holds {end['tokens']} tokens (each kept `grace`, 600 s, after its job ended)"
+                f"; the receiver holds {end['tokens']} tokens (each kept `grace`, 120 s, after its job ended)"
                 if end["tokens"] is not None
                 else ""
             )
@@ -866,8 +870,9 @@ def report(args: argparse.Namespace, out: dict[str, Any], argv: list[str]) -> st
         "Rows: before the client opened, with it open, one sample in "
         f"{step}, after the run (client open), after closing it. "
         + (
-            "The receiver keeps each token `grace` (600 s) after its job ended, so live tokens "
-            "grow with the run until it is longer than that: bounded, by design."
+            "The receiver keeps each token `grace` (120 s) after its job ended, and the token of "
+            "a submit whose outcome is unknown (no job id to end) for `token_ttl` (3 h): "
+            "bounded, by design."
             if args.webhook
             else ""
         ),

@@ -751,3 +751,21 @@ def test_an_altered_table_is_damage(tmp_path: Path) -> None:
         Journal.open(path)
     assert "items table was altered" in str(info.value)
     assert path.read_bytes() == before
+
+
+def test_a_fifo_or_a_device_is_refused_untouched(tmp_path: Path) -> None:
+    """Not a regular file: refused at once (a FIFO once blocked for ever), mode unchanged."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o644)
+    paths = [fifo]
+    device = tmp_path / "null"
+    try:  # a private copy of /dev/null (root only; CI runs as root)
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        paths.append(device)
+    except PermissionError:
+        pass
+    for path in paths:
+        mode = path.stat().st_mode
+        with pytest.raises(ValidationError, match="regular file"):
+            Journal.open(path)
+        assert path.stat().st_mode == mode

@@ -753,3 +753,44 @@ def test_retry_after_hostile_values(headers: dict[str, str], expected: float | N
     err = parse_error(429, headers, b"")
     assert isinstance(err, tt.RateLimitError)
     assert err.retry_after == expected
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"prompt": "a \ud800 cat", "model": "gpt-image-1"}, "prompt"),
+        ({"prompt": "a cat", "model": "gpt-image-1", "user": "\udfff"}, "user"),
+    ],
+)
+def test_unsendable_text_is_a_validation_error_naming_the_field(
+    params: dict[str, object], param: str
+) -> None:
+    """A lone surrogate in caller input is refused before sending (it escaped as TypeError)."""
+    with pytest.raises(tt.ValidationError) as info:
+        build_generate(params)
+    assert info.value.param == param
+    assert "surrogate" in info.value.rule
+
+
+def test_unencodable_extra_body_names_its_key() -> None:
+    with pytest.raises(tt.ValidationError) as info:
+        build_submit_4o("a cat", None, None, {"thing": object()})
+    assert info.value.param == "thing"
+
+
+def test_check_timeout() -> None:
+    from ttapi_async._rules import check_timeout  # noqa: PLC0415
+
+    assert check_timeout(None) is None
+    assert check_timeout(float("inf")) is None
+    assert check_timeout(5) == 5.0
+    assert check_timeout(-1) == -1.0
+    for bad in (float("nan"), "10", True):
+        with pytest.raises(tt.ValidationError):
+            check_timeout(bad)
+
+
+def test_a_created_past_64_bits_parses_the_same_with_either_json() -> None:
+    """orjson reads 10**20 as a float; it must still be a result, as with the stdlib."""
+    body = b'{"created": 100000000000000000000, "data": [{"url": "https://x/y.png"}]}'
+    assert parse_images(200, {}, body).created == 10**20

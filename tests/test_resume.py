@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import anyio
@@ -24,11 +23,9 @@ pytestmark = pytest.mark.anyio
 N = 60
 
 
-def batch_cmd(prompts: Path, out: Path) -> list[str]:
+def batch_cmd(cli: list[str], prompts: Path, out: Path) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "ttapi_async._cli",
+        *cli,
         "batch",
         str(prompts),
         "--out",
@@ -58,13 +55,13 @@ async def run_batch(
     return code, lines
 
 
-async def test_kill_9_and_resume(tmp_path: Path) -> None:
+async def test_kill_9_and_resume(cli: list[str], tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"a lighthouse, take {i}" for i in range(N)) + "\n")
     out = tmp_path / "out"
     async with Emulator(job_duration=(0.2, 0.6), seed=5) as emu:
         env = {**os.environ, "TTAPI_API_KEY": emu.api_key, "TTAPI_BASE_URL": emu.url}
-        cmd = batch_cmd(prompts, out)
+        cmd = batch_cmd(cli, prompts, out)
         code, _ = await run_batch(cmd, env, kill_after=10)
         assert code == -signal.SIGKILL
         code, _ = await run_batch(cmd, env, kill_after=15)  # killed again, mid-resume

@@ -14,9 +14,7 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import socket
-import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -27,8 +25,8 @@ import pytest
 from aiohttp import web
 
 import ttapi_async as tt
-from ttapi_async._errors import Redactor
-from ttapi_async.testing import Emulator
+from ttapi_async._errors import Redactor, excerpt
+from ttapi_async.testing import Emulator, _imagegen
 
 
 pytestmark = pytest.mark.anyio
@@ -297,17 +295,12 @@ class EchoingProxy:
             )
 
 
-def cli_command() -> list[str]:
-    exe = shutil.which("ttapi-async")
-    return [exe] if exe else [sys.executable, "-m", "ttapi_async._cli"]
-
-
 def files_under(root: Path) -> Iterator[Path]:
     return (p for p in root.rglob("*") if p.is_file())
 
 
 async def test_leak_scan_of_a_whole_run_at_debug_with_faults(
-    serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    serve: Serve, cli: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, the SDK's and aiohttp's
     async with Emulator(api_key=KEY, job_duration=(0.05, 0.2), seed=7) as emu:
@@ -337,7 +330,7 @@ async def test_leak_scan_of_a_whole_run_at_debug_with_faults(
         prompts.write_text("".join(f"cli prompt {i}\n" for i in range(6)))
         env = {**os.environ, "TTAPI_API_KEY": KEY, "TTAPI_BASE_URL": url}
         proc = await anyio.run_process(
-            [*cli_command(), "batch", str(prompts), "--out", str(tmp_path / "cli")],
+            [*cli, "batch", str(prompts), "--out", str(tmp_path / "cli")],
             env=env,
             check=False,
         )
@@ -365,3 +358,57 @@ async def test_leak_scan_of_a_whole_run_at_debug_with_faults(
             assert secret not in text, f"a secret leaked into {where}"
         for where, blob in blobs.items():
             assert secret.encode() not in blob, f"a secret leaked into {where}"
+
+
+# ------------------------------------------------------------------ review findings
+
+
+def test_a_key_cut_by_the_excerpt_leaves_no_part_of_it() -> None:
+    """An excerpt that ends inside a quoted key drops the key's start (30 of 35 chars once)."""
+    body = ("x" * 280 + " " + KEY + " tail").encode()
+    out = excerpt(body)
+    assert KEY[:10] not in out
+    assert out.endswith("…")
+
+
+def test_scrub_covers_param_code_type_and_headers() -> None:
+    r = Redactor([KEY])
+    err = tt.BadRequestError(
+        "bad", status=400, code=KEY, type=KEY, param=KEY, headers={"X-Echo": f"key {KEY}"}
+    )
+    r.scrub(err)
+    assert KEY not in repr(vars(err))
+
+
+def test_live_tokens_are_hidden_in_any_spelling() -> None:
+    """A token echoed bare, under another host name or an escaped slash is still hidden."""
+    rec = tt.WebhookReceiver("http://127.0.0.1:9/hooks")
+    token, url = rec.register()
+    r = Redactor([KEY], [rec.public_url], rec._knows)
+    for text in (
+        f"callback POST /hooks/{token} answered 404",
+        f"hook token {token} rejected",
+        f"callback to HTTP://LOCALHOST:9/hooks/{token} failed",
+        url.replace("/", "\\u002F"),
+    ):
+        assert token not in r.redact(text), text
+    assert r.redact("A" * 32) == "A" * 32  # a run of the same length that is no token
+
+
+async def test_an_image_url_that_quotes_the_key_is_hidden_in_the_sidecar(
+    serve: Serve, tmp_path: Path
+) -> None:
+    png = _imagegen.image("png", 8, 8, alpha=False).data
+
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=png, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", image)
+    url = await serve(app)
+    result = tt.JobResult(job_id="job-1", image_url=f"{url}/img/{KEY}.png?sig=1")
+    async with tt.Client(KEY, base_url=url) as client:
+        saved = await client.save(result, tmp_path)
+    assert saved
+    for path in tmp_path.iterdir():
+        assert KEY.encode() not in path.read_bytes()

@@ -370,3 +370,20 @@ def test_finished_tokens_expire_behind_a_long_lived_one() -> None:
     assert status == 404
     assert short_token not in rec._hooks
     assert long_token in rec._hooks
+
+
+def test_a_flood_of_early_callbacks_never_shuts_out_the_true_one() -> None:
+    """Eight forged early callbacks, then the true one: it is kept and wins at bind.
+
+    Each early callback is counted once, when bind() says whose it is: the true one
+    accepted, the forged ones refused (not both, as once).
+    """
+    import json  # noqa: PLC0415
+
+    rec = tt.WebhookReceiver("https://hooks.example.com/t")
+    token, _ = rec.register()
+    forged = [json.dumps(body(f"job-forged-{i}")).encode() for i in range(8)]
+    assert {rec.handle(token, b)[0] for b in forged} == {202}
+    assert rec.handle(token, json.dumps(body("job-true")).encode())[0] == 202
+    rec.bind(token, "job-true")
+    assert (rec.accepted, rec.refused) == (1, 8)

@@ -35,7 +35,8 @@ from ._limits import RequestBudget
 from ._models import ImagesResponse, JobResult, JobSnapshot, ResponseInfo, SavedImage
 from ._polling import PollPolicy
 from ._protocol import RequestSpec, parse_error
-from ._retry import RetryPolicy, is_outcome_unknown
+from ._retry import RetryPolicy, default_retry_policy, is_outcome_unknown
+from ._rules import check_timeout
 from ._transport import AiohttpTransport, RawResponse, SendState
 from ._types import NOT_GIVEN, Timeout
 from ._waiter import JobWaiter
@@ -206,7 +207,7 @@ class Client:
             raise ValidationError("max_retries", max_retries, "0 or more")
         self.base_url: Final = url.rstrip("/")
         self.timeout: Final = timeout
-        self.retry: Final = retry or RetryPolicy(
+        self.retry: Final = retry or default_retry_policy(
             max_retries=max_retries,
             retry_unknown_outcome=retry_unknown_outcome,
             max_retry_after=max_retry_after,
@@ -231,7 +232,11 @@ class Client:
         self.stats = ClientStats()
         # Servers may quote the key or a hook URL back; every error leaving a call is
         # scrubbed of them first, so no message, log line or journal row repeats them.
-        self._redactor = Redactor((key,), () if webhook is None else (webhook.public_url,))
+        self._redactor = (
+            Redactor((key,))
+            if webhook is None
+            else Redactor((key,), (webhook.public_url,), webhook._knows)  # noqa: SLF001
+        )
         #: The job waiter (see :class:`JobWaiter`); it runs while the client is open.
         self.waiter: Final = JobWaiter(
             self,
@@ -427,7 +432,7 @@ class Client:
 
     def deadline(self, timeout: Timeout) -> float | None:
         """The event-loop time by which a call given ``timeout=`` must end (None: never)."""
-        seconds = self.timeout if timeout is NOT_GIVEN else timeout
+        seconds = self.timeout if timeout is NOT_GIVEN else check_timeout(timeout)
         if seconds is None:
             return None
         return asyncio.get_running_loop().time() + seconds
@@ -613,6 +618,23 @@ class Client:
         """
         if self._state is _State.CLOSED:
             raise ClientClosedError("the client is closed")
+        try:
+            return await self._save(result, directory, stem, sidecar, metadata, max_bytes, timeout)
+        except TTAPIError as exc:
+            # An image URL or an error page may quote the key or a hook token.
+            self._redactor.scrub(exc)
+            raise
+
+    async def _save(
+        self,
+        result: ImagesResponse | JobSnapshot | JobResult,
+        directory: str | os.PathLike[str],
+        stem: str | None,
+        sidecar: bool,
+        metadata: Mapping[str, Any] | None,
+        max_bytes: int,
+        timeout: Timeout,
+    ) -> list[SavedImage]:
         return await save_result(
             self._open(),
             result,
@@ -623,6 +645,7 @@ class Client:
             max_bytes=max_bytes,
             deadline=self.deadline(timeout),
             secrets=(self._api_key,),
+            redact=self._redactor.redact,
         )
 
     async def _take_budget(self, spec: RequestSpec, deadline: float | None) -> None:

@@ -401,8 +401,16 @@ def clean_metadata(
     strings, attrs instances dicts, bytes a length, NaN and infinities null; anything
     else its ``str()``.
     """
-    hidden = tuple(sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True))
-    return _clean_mapping(metadata or {}, hidden, 0)
+    return _clean_mapping(metadata or {}, _hidden(secrets), 0)
+
+
+def _no_redact(text: str) -> str:
+    return text
+
+
+def _hidden(secrets: Iterable[str]) -> tuple[str, ...]:
+    """The secrets worth hiding, longest first (one containing another is hidden whole)."""
+    return tuple(sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True))
 
 
 def _is_secret_key(key: str) -> bool:
@@ -651,6 +659,7 @@ async def save_url(
     max_bytes: int = DEFAULT_MAX_BYTES,
     deadline: float | None = None,
     secrets: Iterable[str] = (),
+    redact: Callable[[str], str] | None = None,
 ) -> SavedImage:
     """Stream one image URL (without the API key) into ``directory/<stem>.<ext>``.
 
@@ -678,7 +687,14 @@ async def save_url(
             check = _ImageCheck(part.write, max_bytes=max_bytes)
             await _stream(transport, url, check, max_bytes=max_bytes, deadline=deadline)
             return await _finish(
-                part, folder, stem, check, source="url", url=public_url(url), meta=meta
+                part,
+                folder,
+                stem,
+                check,
+                source="url",
+                # A server may put anything in an image URL's path, the key included.
+                url=(redact or _no_redact)(_scrub(public_url(url), _hidden(secrets))),
+                meta=meta,
             )
         except BaseException:
             part.discard()
@@ -763,6 +779,7 @@ async def save_result(
     max_bytes: int = DEFAULT_MAX_BYTES,
     deadline: float | None = None,
     secrets: Iterable[str] = (),
+    redact: Callable[[str], str] | None = None,
 ) -> list[SavedImage]:
     """Save every image of a result, one after another, as ``<stem>-<i>.<ext>``.
 
@@ -817,6 +834,7 @@ async def save_result(
                 max_bytes=max_bytes,
                 deadline=deadline,
                 secrets=hidden,
+                redact=redact,
             )
         saved.append(one)
     return saved

@@ -45,8 +45,8 @@ is on ``.cause`` (and ``__cause__``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
 
@@ -98,7 +98,14 @@ def excerpt(body: bytes | str, limit: int = _EXCERPT) -> str:
     """
     text = body[: limit * 4].decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = redact(" ".join(text.split()))
-    return text if len(text) <= limit else text[:limit] + "…"
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    if _WORD.match(text, limit):
+        # Cut inside a run of key-like characters: drop the run's start, which may be the
+        # first 30 characters of a key the server quoted (the whole key is hidden later).
+        cut = _TRAILING_WORD.sub("", cut)
+    return cut + "…"
 
 
 def redact(text: str) -> str:
@@ -107,8 +114,14 @@ def redact(text: str) -> str:
 
 
 _HIDDEN = "<hidden>"
+#: Length of a webhook receiver's tokens (``secrets.token_urlsafe(24)``), and the runs of
+#: URL-safe characters that may hold one.
+TOKEN_LENGTH: Final = 32
+_TOKEN_RUN = re.compile(rf"[A-Za-z0-9_\-]{{{TOKEN_LENGTH},}}")
+_WORD = re.compile(r"[A-Za-z0-9_\-]")
+_TRAILING_WORD = re.compile(r"[A-Za-z0-9_\-]+$")
 #: Exception attributes that may repeat what a server said (see :meth:`Redactor.scrub`).
-_TEXT_ATTRS = ("message", "body", "reason", "strerror")
+_TEXT_ATTRS = ("message", "body", "reason", "strerror", "param", "code", "type", "url")
 #: Attributes that hold another exception whose text is repeated in this one's.
 _CHAINED_ATTRS = ("cause", "last_error")
 
@@ -135,9 +148,17 @@ class Redactor:
     for every token ever minted there. Pure: plain strings in, plain strings out.
     """
 
-    __slots__ = ("_literals", "_pattern", "_prefixes", "_secrets")
+    __slots__ = ("_is_token", "_literals", "_pattern", "_prefixes", "_secrets")
 
-    def __init__(self, literals: Iterable[str] = (), hook_prefixes: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        literals: Iterable[str] = (),
+        hook_prefixes: Iterable[str] = (),
+        is_token: Callable[[str], bool] | None = None,
+    ) -> None:
+        # is_token: the receiver's "is this one of my live tokens?", so a token echoed on
+        # its own (a bare path, another host name) is hidden too.
+        self._is_token = is_token
         self._secrets = tuple(s for s in literals if s)
         self._prefixes = tuple(p.rstrip("/") for p in hook_prefixes if p)
         # Longest first, so a secret that contains another is hidden whole.
@@ -156,7 +177,7 @@ class Redactor:
 
     def with_literals(self, extra: Iterable[str]) -> Redactor:
         """A redactor that also hides ``extra`` (one call's own hook URL, say)."""
-        return Redactor((*self._secrets, *extra), self._prefixes)
+        return Redactor((*self._secrets, *extra), self._prefixes, self._is_token)
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret, hook URL and hook token hidden."""
@@ -166,7 +187,26 @@ class Redactor:
         for secret in self._literals:
             if secret in text:
                 text = text.replace(secret, _HIDDEN)
+        if self._is_token is not None:
+            text = _TOKEN_RUN.sub(self._hide_tokens, text)
         return redact(text)
+
+    def _hide_tokens(self, match: re.Match[str]) -> str:
+        """Hide every live token inside one run of URL-safe characters."""
+        is_token = self._is_token
+        assert is_token is not None  # noqa: S101 - only called when set
+        run = match.group()
+        parts: list[str] = []
+        start = i = 0
+        while i + TOKEN_LENGTH <= len(run):
+            if is_token(run[i : i + TOKEN_LENGTH]):
+                parts += [run[start:i], _HIDDEN]
+                i += TOKEN_LENGTH
+                start = i
+            else:
+                i += 1
+        parts.append(run[start:])
+        return "".join(parts)
 
     def scrub(self, exc: BaseException) -> None:
         """Redact, in place, the text of ``exc`` and of every exception it carries.
@@ -189,6 +229,11 @@ class Redactor:
                     cleaned = self.redact(value)
                     if cleaned != value:
                         setattr(err, name, cleaned)
+            headers = getattr(err, "headers", None)
+            if isinstance(headers, Mapping) and headers:
+                cleaned_headers = {k: self.redact(v) for k, v in headers.items()}
+                if cleaned_headers != dict(headers):
+                    err.headers = cleaned_headers  # type: ignore[attr-defined]
             for name in _CHAINED_ATTRS:
                 value = getattr(err, name, None)
                 if isinstance(value, BaseException):

@@ -285,7 +285,8 @@ class Journal:
                 ).rowcount
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # else ROLLBACK itself fails and hides the cause
+                    conn.execute("ROLLBACK")
                 raise
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             conn.close()
@@ -624,8 +625,14 @@ def _create_private(path: Path) -> None:
     Creating it ourselves fixes the mode: SQLite gives the -wal and -shm files the
     database file's mode, and would otherwise create it with the umask's (often 0644).
     """
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), _PRIVATE)
+    # O_NONBLOCK: a FIFO at the path must be refused, not waited on for ever.
+    flags = os.O_CREAT | os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, _PRIVATE)
     try:
+        # Only a regular file: a device node or a FIFO is no journal, and must not be
+        # chmod-ed or written to (as root, /dev/null would become 0600).
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValidationError("journal", str(path), "must be a regular file")
         header = os.read(fd, len(_SQLITE_MAGIC))
     finally:
         os.close(fd)

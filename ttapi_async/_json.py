@@ -39,6 +39,20 @@ if os.environ.get("TTAPI_ASYNC_JSON", "").lower() != "stdlib":
     except ImportError:
         pass
     else:
-        loads = orjson.loads
+        _orjson_loads = orjson.loads
+
+        def _loads_with_fallback(data: bytes | str) -> Any:
+            """orjson, and the stdlib for what orjson refuses but JSON allows.
+
+            orjson rejects integers past 64 bits and escaped lone surrogates; the stdlib
+            reads both. Without the fallback the same reply would be a result with one
+            backend and an error with the other (for a billed call: a lost image).
+            """
+            try:
+                return _orjson_loads(data)
+            except orjson.JSONDecodeError:
+                return _std_loads(data)
+
+        loads = _loads_with_fallback
         dumps = orjson.dumps
         BACKEND = "orjson"

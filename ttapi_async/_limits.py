@@ -179,22 +179,30 @@ class SlotController:
         return self.current
 
 
+#: The first busy backoff when the caller gives none. Only
+#: :func:`ttapi_async.testing.set_fast_waits` changes it (the emulator's 499 carries no
+#: ``Retry-After``, and a test should not sleep half a second per refusal).
+_busy_initial: float = 0.5
+
+
 def busy_backoff(
     attempt: int,
     retry_after: float | None,
     *,
-    initial: float = 0.5,
+    initial: float | None = None,
     maximum: float = 30.0,
     rng: random.Random | None = None,
 ) -> float:
     """Seconds to wait before resubmitting after the ``attempt``-th 429/499 in a row.
 
     ``Retry-After`` wins when the server sent one (capped at ``maximum``); otherwise
-    exponential from ``initial`` with full jitter over the upper half, so many items
-    refused at once do not come back at once.
+    exponential from ``initial`` (0.5 s by default) with full jitter over the upper half,
+    so many items refused at once do not come back at once.
     """
     if retry_after is not None and retry_after >= 0:
         return min(maximum, retry_after)
+    if initial is None:
+        initial = _busy_initial
     ceiling = min(maximum, initial * 2.0 ** max(0, attempt - 1))
     r: float = (rng or _RNG).random()
     return ceiling / 2 + r * ceiling / 2

@@ -50,6 +50,7 @@ from ._retry import RetryPolicy
 __all__ = [
     "DurationModel",
     "PollPolicy",
+    "default_poll_policy",
     "dense_gap",
     "jittered",
     "next_poll_delay",
@@ -197,6 +198,18 @@ class DurationModel:
             return 0.0
         index = min(len(self._sorted) - 1, max(0, int(q * len(self._sorted))))
         return self._sorted[index]
+
+
+#: The policy of a waiter given none (None: ``PollPolicy()``). Only
+#: :func:`ttapi_async.testing.set_fast_waits` sets it: tests against an emulator whose jobs
+#: take a tenth of a second should not wait a second per poll. Read once, when a waiter is
+#: created, so polling itself pays nothing for it.
+_default_policy: PollPolicy | None = None
+
+
+def default_poll_policy() -> PollPolicy:
+    """The policy of a waiter created without one: ``PollPolicy()`` unless fast waits are on."""
+    return _default_policy or PollPolicy()
 
 
 def dense_gap(model: DurationModel, policy: PollPolicy, observed: float = math.inf) -> float:

@@ -34,6 +34,7 @@ from ._errors import (
     JobMismatchError,
     JobNotFoundError,
     ResponseFormatError,
+    ValidationError,
     excerpt,
     redact,
     status_error,
@@ -152,6 +153,49 @@ def _normalise_response_format(params: dict[str, Any]) -> None:
         del params["response_format"]
 
 
+#: What the JSON encoders raise for a value they cannot write: orjson's JSONEncodeError is a
+#: TypeError; the stdlib raises TypeError, ValueError or (lone surrogates) UnicodeEncodeError.
+_UNENCODABLE = (TypeError, ValueError, OverflowError)
+
+
+def _unencodable_rule(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeError) or "surrogate" in str(exc):
+        return "text must be valid Unicode (a lone surrogate such as '\\ud800' cannot be sent)"
+    return (
+        "must be JSON: strings, numbers (integers within 64 bits), booleans, None, "
+        "lists and dicts of them"
+    )
+
+
+def _encode_json(body: Mapping[str, Any]) -> bytes:
+    """``body`` as JSON, or a :class:`ValidationError` naming the field that cannot be sent.
+
+    Caller input (a prompt with a lone surrogate, an object in ``extra_body``) must fail
+    here, typed and before anything is sent, not inside the encoder or the transport.
+    """
+    try:
+        return _json.dumps(body)
+    except _UNENCODABLE:
+        pass
+    for key, value in body.items():
+        try:
+            _json.dumps(value)
+        except _UNENCODABLE as exc:
+            raise ValidationError(str(key), value, _unencodable_rule(exc)) from None
+    raise ValidationError("body", "<object>", "cannot be encoded as JSON")
+
+
+def _form_value(key: str, value: Any) -> str:
+    """A multipart field's text, checked to be sendable (UTF-8 without lone surrogates)."""
+    try:
+        text = value if isinstance(value, str) else _json.dumps(value).decode()
+        if not text.isascii():
+            text.encode()
+    except _UNENCODABLE as exc:
+        raise ValidationError(key, value, _unencodable_rule(exc)) from None
+    return text
+
+
 def build_generate(
     params: Mapping[str, Any], extra_body: Mapping[str, Any] | None = None
 ) -> RequestSpec:
@@ -165,7 +209,7 @@ def build_generate(
         _normalise_response_format(body)
     check_generate(body)
     _merge_extra(body, extra_body)
-    return RequestSpec("images.generate", "POST", PATH_GENERATE, _json.dumps(body), billable=True)
+    return RequestSpec("images.generate", "POST", PATH_GENERATE, _encode_json(body), billable=True)
 
 
 def build_edit(
@@ -179,9 +223,7 @@ def build_edit(
     _normalise_response_format(p)
     check_edit(p, [i.info for i in images], mask.info if mask else None)
     fields = _merge_extra(p, extra_body)
-    form = tuple(
-        (k, v if isinstance(v, str) else _json.dumps(v).decode()) for k, v in fields.items()
-    )
+    form = tuple((k, _form_value(k, v)) for k, v in fields.items())
     # One image goes as "image", several as "image[]" (OpenAI's array form).
     field = "image" if len(images) == 1 else "image[]"
     files = [
@@ -206,7 +248,7 @@ def build_dalle3(
     """Check and build the legacy ``POST /openai/v1/images/generations`` (DALL-E 3)."""
     check_dalle3(params)
     body = _merge_extra(_compact(params), extra_body)
-    return RequestSpec("dalle3.generate", "POST", PATH_DALLE3, _json.dumps(body), billable=True)
+    return RequestSpec("dalle3.generate", "POST", PATH_DALLE3, _encode_json(body), billable=True)
 
 
 def build_submit_4o(
@@ -231,7 +273,7 @@ def build_submit_4o(
         "gpt4o.submit",
         "POST",
         PATH_4O_SUBMIT,
-        _json.dumps(_merge_extra(body, extra_body)),
+        _encode_json(_merge_extra(body, extra_body)),
         billable=True,
         secrets=() if hook_url is None else (hook_url,),
     )
@@ -365,6 +407,11 @@ def parse_images(
     if items is None:
         items = []
     created = obj.get("created")
+    if type(created) is float and created.is_integer():
+        # orjson reads an integer past 64 bits as a float; the stdlib as an int. The same
+        # reply must parse the same with either (a billed image must not be lost).
+        obj = {**obj, "created": int(created)}
+        created = obj["created"]
     if not isinstance(items, list) or type(created) is not int:
         raise ResponseFormatError(
             "expected an ImagesResponse with an integer 'created' and a 'data' list",

@@ -189,6 +189,8 @@ async def _load(src: object, param: str) -> EditImage:
             data = await anyio.Path(text).read_bytes()
         except OSError as exc:
             raise ValidationError(param, text, f"cannot read the file: {exc.strerror}") from exc
+        except ValueError as exc:  # a NUL or a lone surrogate: no file can have that name
+            raise ValidationError(param, text, "not a usable file path") from exc
     elif isinstance(src, io.BytesIO):
         data = src.getvalue()
     elif hasattr(src, "read"):

@@ -33,7 +33,7 @@ from ._errors import (
 )
 
 
-__all__ = ["RetryPolicy", "is_outcome_unknown"]
+__all__ = ["RetryPolicy", "default_retry_policy", "is_outcome_unknown"]
 
 _RNG: Final = random.Random()  # noqa: S311 - jitter, not security
 
@@ -98,6 +98,33 @@ class RetryPolicy:
         if remaining is not None and wait >= remaining:
             return None
         return wait
+
+
+#: ``(initial_delay, max_delay)`` of the policy a client builds when given no ``retry=``
+#: (None: the field defaults). Only :func:`ttapi_async.testing.set_fast_waits` sets it, so
+#: tests that make a server fail do not sleep through real backoffs. ``Retry-After`` is
+#: still honoured: it is the server's word, not our backoff.
+_default_backoff: tuple[float, float] | None = None
+
+
+def default_retry_policy(
+    *, max_retries: int, retry_unknown_outcome: bool, max_retry_after: float
+) -> RetryPolicy:
+    """A client's policy when given no ``retry=``: these fields, default or fast backoff."""
+    if _default_backoff is None:
+        return RetryPolicy(
+            max_retries=max_retries,
+            retry_unknown_outcome=retry_unknown_outcome,
+            max_retry_after=max_retry_after,
+        )
+    initial, maximum = _default_backoff
+    return RetryPolicy(
+        max_retries=max_retries,
+        initial_delay=initial,
+        max_delay=maximum,
+        retry_unknown_outcome=retry_unknown_outcome,
+        max_retry_after=max_retry_after,
+    )
 
 
 def _passing(exc: TTAPIError) -> bool:

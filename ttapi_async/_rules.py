@@ -12,6 +12,7 @@ tomorrow works today.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ __all__ = [
     "check_fetch",
     "check_generate",
     "check_submit_4o",
+    "check_timeout",
     "implied_model",
 ]
 
@@ -339,3 +341,20 @@ def check_fetch(job_id: object) -> None:
     """Check a job id before a fetch."""
     if not isinstance(job_id, str) or not job_id.strip():
         raise ValidationError("job_id", job_id, "a non-empty job id string is required")
+
+
+def check_timeout(value: object, param: str = "timeout") -> float | None:
+    """A call's ``timeout=`` in seconds, or None for no limit (``math.inf`` is no limit too).
+
+    Raises:
+        ValidationError: not a number, or NaN (a negative timeout is allowed: it has
+            already run out, and the call says so with ``RequestTimeout``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(param, value, "seconds as a number, or None for no limit")
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise ValidationError(param, value, "seconds as a number, not NaN")
+    return None if math.isinf(seconds) and seconds > 0 else seconds

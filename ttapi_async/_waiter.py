@@ -61,6 +61,7 @@ from ._models import JobEvent, JobEventKind, JobResult, JobSnapshot, JobStatus, 
 from ._polling import (
     DurationModel,
     PollPolicy,
+    default_poll_policy,
     dense_gap,
     jittered,
     next_poll_delay,
@@ -68,7 +69,7 @@ from ._polling import (
 )
 from ._protocol import build_fetch, parse_fetch
 from ._retry import RetryPolicy
-from ._rules import check_fetch
+from ._rules import check_fetch, check_timeout
 from ._transport import RawResponse
 from ._types import NOT_GIVEN, Timeout
 
@@ -225,7 +226,7 @@ class JobWaiter:
         redact: Callable[[str], str] | None = None,
     ) -> None:
         self._client = client
-        self.policy: Final = policy or PollPolicy()
+        self.policy: Final = policy or default_poll_policy()
         self.stats = WaiterStats()
         self.durations = DurationModel(self.policy.window)
         self.confirm_callbacks = confirm_callbacks
@@ -320,7 +321,7 @@ class JobWaiter:
             raise ClientClosedError(
                 "waiting for jobs needs the client's scheduler: use `async with Client() as client`"
             )
-        seconds = self._client.timeout if timeout is NOT_GIVEN else timeout
+        seconds = self._client.timeout if timeout is NOT_GIVEN else check_timeout(timeout)
         finished = self._finished(job_id)
         if finished is not None:
             return self._deliver(job_id, finished)

@@ -37,7 +37,7 @@ import anyio
 import attrs
 from aiohttp import web
 
-from ._errors import ResponseFormatError, ValidationError
+from ._errors import TOKEN_LENGTH, ResponseFormatError, ValidationError
 from ._models import JobSnapshot
 from ._protocol import parse_callback
 
@@ -51,7 +51,7 @@ __all__ = ["WebhookReceiver"]
 log = logging.getLogger("ttapi_async.webhook")
 
 _TOKEN_BYTES: Final = 24
-_MAX_EARLY: Final = 8  # callbacks kept per token until the submit returns; more are refused
+_MAX_EARLY: Final = 8  # callbacks kept per token until the submit returns; the oldest go first
 
 ASGIScope = MutableMapping[str, Any]
 ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -133,6 +133,10 @@ class WebhookReceiver:
             hook.expires = min(hook.expires, time.monotonic() + self.grace)
             heapq.heappush(self._expiry, (hook.expires, token))
 
+    def _knows(self, token: str) -> bool:
+        """True for a token this receiver minted and still holds (for redaction)."""
+        return token in self._hooks
+
     def register(self, waiter: JobWaiter | None = None) -> tuple[str, str]:
         """Mint a token before a submit; returns ``(token, hook_url)``.
 
@@ -141,6 +145,7 @@ class WebhookReceiver:
         """
         self._purge()
         token = secrets.token_urlsafe(_TOKEN_BYTES)
+        assert len(token) == TOKEN_LENGTH  # noqa: S101 - the redactor looks for this length
         expires = time.monotonic() + self.token_ttl
         self._hooks[token] = _Hook(waiter=waiter, job_id=None, expires=expires)
         heapq.heappush(self._expiry, (expires, token))
@@ -160,6 +165,7 @@ class WebhookReceiver:
         early, hook.early = hook.early, []
         for snap in early:
             if snap.job_id == job_id:
+                self.accepted += 1
                 self._deliver(hook, snap)
             else:
                 self._refuse(hook)
@@ -193,7 +199,7 @@ class WebhookReceiver:
 
         200 accepted (or a harmless duplicate), 202 kept until the submit returns,
         400 not a job body or not this token's job, 404 unknown or expired token,
-        413 too large, 429 too many callbacks kept for a submit still in flight.
+        413 too large.
         Never raises.
         """
         try:
@@ -219,12 +225,14 @@ class WebhookReceiver:
             return 400, "not a job callback"
         if hook.job_id is None:
             # The callback beat the submit's reply: keep it until bind() tells which is
-            # the job's. Bounded: a token's sender cannot grow memory without limit.
+            # the job's, and count it then (accepted or refused, once). Bounded: past
+            # _MAX_EARLY the oldest goes, so a flood of forged callbacks can never shut
+            # out the true one that comes after it (and the backstop poll still ends
+            # the job whatever a flood drops).
             if len(hook.early) >= _MAX_EARLY:
+                hook.early.pop(0)
                 self._refuse(hook)
-                return 429, "too many early callbacks"
             hook.early.append(snap)
-            self.accepted += 1
             return 202, "kept"
         if snap.job_id != hook.job_id:
             self._refuse(hook)

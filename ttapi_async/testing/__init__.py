@@ -18,6 +18,10 @@ Faults (:class:`Fault` per request, :class:`CallbackFaults` per hook URL) are de
 :attr:`Emulator.charges` is the server's own ledger of every billed call, and
 :func:`job_of_image` reads the job id a served 4o image carries.
 
+:func:`fast_waits` (or :func:`set_fast_waits`) makes clients created without their own
+``poll_policy=`` or ``retry=`` poll every few hundredths of a second and retry almost at
+once, as the emulator's quick jobs allow (like ``stamina.set_testing``).
+
 Prompt markers: ``[moderation]`` makes ``/v1`` refuse the prompt (400 moderation), and
 ``[fail]`` makes a 4o job end FAILED. Run it standalone with
 ``python -m ttapi_async.testing --port 8080``. Needs Pillow:
@@ -27,15 +31,20 @@ Prompt markers: ``[moderation]`` makes ``/v1`` refuse the prompt (400 moderation
 from __future__ import annotations
 
 from ._emulator import Charge, Counters, EmulatedJob, Emulator, job_of_image
+from ._fast import FAST_POLL_POLICY, fast_waits, fast_waits_enabled, set_fast_waits
 from ._faults import CallbackFaults, Fault
 
 
 __all__ = [
+    "FAST_POLL_POLICY",
     "CallbackFaults",
     "Charge",
     "Counters",
     "EmulatedJob",
     "Emulator",
     "Fault",
+    "fast_waits",
+    "fast_waits_enabled",
     "job_of_image",
+    "set_fast_waits",
 ]
