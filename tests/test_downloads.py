@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 import anyio
 import pytest
 from aiohttp import web
+from helpers import free_port
 from PIL import Image
 
 import ttapi_async as tt
@@ -221,12 +221,6 @@ async def test_redirect_followed_without_the_key(serve: Serve, tmp_path: Path) -
 
 
 # ----------------------------------------------------------------------------- secrets
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_hooked_job_sidecar_has_no_hook_url_or_token(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import string
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from typing import Any
 import anyio
 import attrs
 import pytest
+from helpers import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -78,12 +78,6 @@ class World:
         hook = self.emulator.jobs[job.job_id].hook_url
         assert hook is not None
         self.jobs[job.job_id] = (client, hook.rsplit("/", 1)[1])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import os
-import socket
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from helpers import free_port
 
 import ttapi_async as tt
 from ttapi_async._errors import Redactor, excerpt
@@ -54,12 +54,6 @@ def chain(exc: BaseException) -> str:
 def log_text(records: list[logging.LogRecord]) -> str:
     formatter = logging.Formatter("%(levelname)s %(name)s %(message)s")
     return "\n".join(formatter.format(r) for r in records)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ------------------------------------------------------------------ the redactor itself

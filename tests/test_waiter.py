@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import aiohttp
 import anyio
 import pytest
+from helpers import served
 
 import ttapi_async as tt
 from ttapi_async._waiter import _Expiring
@@ -206,20 +206,6 @@ async def test_event_stream(emulator: Emulator) -> None:
 
 
 # ----------------------------------------------------------------------------- webhooks
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def served(tg: anyio.abc.TaskGroup, **kwargs: object) -> tt.WebhookReceiver:
-    """Start a receiver on its own free port on 127.0.0.1 (the standalone mode)."""
-    port = free_port()
-    rec = tt.WebhookReceiver(f"http://127.0.0.1:{port}/hook", **kwargs)  # type: ignore[arg-type]
-    await tg.start(rec.serve, "127.0.0.1", port)
-    return rec
 
 
 async def test_webhook_resolves_with_confirmation(emulator: Emulator) -> None:

@@ -9,7 +9,6 @@ a job that would wait for it fails its (generous) wait timeout instead of passin
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +17,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from helpers import served
 
 import ttapi_async as tt
 from ttapi_async.testing import Emulator
@@ -95,20 +95,6 @@ def client(url: str, **kwargs: object) -> tt.Client:
     kwargs.setdefault("retry", FAST_RETRY)
     kwargs.setdefault("poll_policy", QUICK)
     return tt.Client("sk-test", base_url=url, **kwargs)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def served(tg: anyio.abc.TaskGroup, **kwargs: object) -> tt.WebhookReceiver:
-    """Start a receiver on its own free port on 127.0.0.1 (the standalone mode)."""
-    port = free_port()
-    rec = tt.WebhookReceiver(f"http://127.0.0.1:{port}/hook", **kwargs)  # type: ignore[arg-type]
-    await tg.start(rec.serve, "127.0.0.1", port)
-    return rec
 
 
 async def post(url: str, payload: object) -> int:
