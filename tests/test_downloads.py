@@ -32,7 +32,7 @@ from PIL import Image
 
 import ttapi_async as tt
 from ttapi_async import _downloads
-from ttapi_async._errors import ImageUnavailableError
+from ttapi_async._errors import ImageUnavailableError, Redactor
 from ttapi_async._models import SavedImage
 from ttapi_async.testing import Emulator
 
@@ -289,7 +289,7 @@ def test_clean_metadata_drops_and_converts() -> None:
             "path": Path("/a/b"),
             "secret in text": "key=sk-0123456789 and hookUrl=http://h/t0k3n",
         },
-        secrets=["sk-0123456789", "short"],
+        Redactor(["sk-0123456789", "short"]),
     )
     assert cleaned == {
         "nested": {"keep": 1, "list": [{}, "<2 bytes>"]},

@@ -406,3 +406,9 @@ async def test_an_image_url_that_quotes_the_key_is_hidden_in_the_sidecar(
     assert saved
     for path in tmp_path.iterdir():
         assert KEY.encode() not in path.read_bytes()
+
+
+def test_a_secret_with_a_lone_surrogate_is_hidden_without_error() -> None:
+    """A hostile snapshot's hook URL may hold "\\ud800"; the redactor must not raise on it."""
+    r = Redactor(["https://h.example/hook/\ud800token"])
+    assert r.redact("echo https://h.example/hook/\ud800token") == "echo <hidden>"

@@ -644,8 +644,7 @@ class Client:
             metadata=metadata,
             max_bytes=max_bytes,
             deadline=self.deadline(timeout),
-            secrets=(self._api_key,),
-            redact=self._redactor.redact,
+            redactor=self._redactor,
         )
 
     async def _take_budget(self, spec: RequestSpec, deadline: float | None) -> None:

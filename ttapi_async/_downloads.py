@@ -44,7 +44,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path, PurePath
 from typing import Any, Final
@@ -56,6 +56,7 @@ import imagesize
 
 from ._errors import (
     ImageUnavailableError,
+    Redactor,
     RequestTimeout,
     ResponseFormatError,
     StorageError,
@@ -63,7 +64,6 @@ from ._errors import (
     ValidationError,
     excerpt,
     public_url,
-    redact,
 )
 from ._files import safe_stem, write_atomic
 from ._images import EXTENSIONS, sniff_mime
@@ -112,9 +112,11 @@ _NO_HARD_LINKS: Final = frozenset(
 _SECRET_KEYS: Final = ("hookurl", "hooktoken", "apikey", "authorization")
 #: Secret strings shorter than this are not blanked (blanking "a" everywhere helps no one).
 _MIN_SECRET: Final = 8
+#: No secrets known (a save outside a client): only ``hookUrl=...`` in text is hidden.
+_NO_SECRETS: Final = Redactor()
+_Hide = Callable[[str], str]
 _MAX_DEPTH: Final = 32
 _NOT_LETTERS: Final = re.compile(r"[^a-z]")
-_HIDDEN: Final = "<hidden>"
 
 
 # ----------------------------------------------------------------------------- checks
@@ -387,80 +389,64 @@ def _folder(directory: str | os.PathLike[str]) -> Path:
 
 
 def clean_metadata(
-    metadata: Mapping[str, Any] | None, secrets: Iterable[str] = ()
+    metadata: Mapping[str, Any] | None, redactor: Redactor = _NO_SECRETS
 ) -> dict[str, Any]:
     """A JSON-ready copy of ``metadata`` with nothing secret left in it.
 
     Keys naming a hook URL, a hook token, an API key or an Authorization header
     (``hookUrl``, ``hook_url``, ``HOOK-TOKEN``, ``api_key``, ...: any case, any
-    separators) are dropped at every depth. Each of ``secrets`` (the API key, a hook URL
-    and its token) is replaced by ``<hidden>`` wherever it appears in a string, and
-    ``hookUrl=...`` inside text is hidden as in error messages.
+    separators) are dropped at every depth. Every string goes through ``redactor`` (the
+    client's: the API key, hook URLs and tokens become ``<hidden>``), and ``hookUrl=...``
+    inside text is hidden as in error messages.
 
     Values become JSON: datetimes ISO 8601, timedeltas seconds, enums their value, paths
     strings, attrs instances dicts, bytes a length, NaN and infinities null; anything
     else its ``str()``.
     """
-    return _clean_mapping(metadata or {}, _hidden(secrets), 0)
-
-
-def _no_redact(text: str) -> str:
-    return text
-
-
-def _hidden(secrets: Iterable[str]) -> tuple[str, ...]:
-    """The secrets worth hiding, longest first (one containing another is hidden whole)."""
-    return tuple(sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True))
+    return _clean_mapping(metadata or {}, redactor.redact, 0)
 
 
 def _is_secret_key(key: str) -> bool:
     return _NOT_LETTERS.sub("", key.lower()).endswith(_SECRET_KEYS)
 
 
-def _scrub(text: str, hidden: tuple[str, ...]) -> str:
-    for secret in hidden:
-        if secret in text:
-            text = text.replace(secret, _HIDDEN)
-    return redact(text)
-
-
-def _clean_mapping(value: Mapping[Any, Any], hidden: tuple[str, ...], depth: int) -> dict[str, Any]:
+def _clean_mapping(value: Mapping[Any, Any], hide: _Hide, depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in value.items():
         name = key.value if isinstance(key, enum.Enum) else key
-        name = _scrub(str(name), hidden)
+        name = hide(str(name))
         if _is_secret_key(name):
             continue
-        out[name] = _clean(item, hidden, depth + 1)
+        out[name] = _clean(item, hide, depth + 1)
     return out
 
 
-def _clean(value: Any, hidden: tuple[str, ...], depth: int) -> Any:
+def _clean(value: Any, hide: _Hide, depth: int) -> Any:
     if depth > _MAX_DEPTH:
         return "<too deep>"
     if isinstance(value, enum.Enum):  # before int and str: IntEnum and StrEnum are both
-        return _clean(value.value, hidden, depth + 1)
+        return _clean(value.value, hide, depth + 1)
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
-        return _scrub(value, hidden)
+        return hide(value)
     if isinstance(value, Mapping):
-        return _clean_mapping(value, hidden, depth)
+        return _clean_mapping(value, hide, depth)
     if attrs.has(type(value)):
-        return _clean_mapping(attrs.asdict(value, recurse=False), hidden, depth)
+        return _clean_mapping(attrs.asdict(value, recurse=False), hide, depth)
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
     if isinstance(value, PurePath):
-        return _scrub(str(value), hidden)
+        return hide(str(value))
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if isinstance(value, list | tuple | set | frozenset):
-        return [_clean(item, hidden, depth + 1) for item in value]
-    return _scrub(str(value), hidden)
+        return [_clean(item, hide, depth + 1) for item in value]
+    return hide(str(value))
 
 
 def _iso_utc(timestamp: float) -> str | float:
@@ -658,14 +644,13 @@ async def save_url(
     metadata: Mapping[str, Any] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     deadline: float | None = None,
-    secrets: Iterable[str] = (),
-    redact: Callable[[str], str] | None = None,
+    redactor: Redactor = _NO_SECRETS,
 ) -> SavedImage:
     """Stream one image URL (without the API key) into ``directory/<stem>.<ext>``.
 
     The extension comes from the bytes; if the name is taken, ``<stem>-2.<ext>`` and so
     on. ``metadata`` goes into the sidecar after :func:`clean_metadata` (with
-    ``secrets``). ``deadline`` is an event-loop time (None: no limit) for the download;
+    ``redactor``). ``deadline`` is an event-loop time (None: no limit) for the download;
     placing the file after it is not cut short.
 
     Raises:
@@ -679,7 +664,7 @@ async def save_url(
         StorageError: the file could not be written (an ``OSError`` too).
     """
     _check_stem(stem)
-    meta = clean_metadata(metadata, secrets) if sidecar else None
+    meta = clean_metadata(metadata, redactor) if sidecar else None
     with _storage_errors("saving an image"):
         folder = _folder(directory)
         part = _PartFile(folder)
@@ -693,7 +678,7 @@ async def save_url(
                 check,
                 source="url",
                 # A server may put anything in an image URL's path, the key included.
-                url=(redact or _no_redact)(_scrub(public_url(url), _hidden(secrets))),
+                url=redactor.redact(public_url(url)),
                 meta=meta,
             )
         except BaseException:
@@ -709,7 +694,7 @@ async def save_b64(
     sidecar: bool = True,
     metadata: Mapping[str, Any] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    secrets: Iterable[str] = (),
+    redactor: Redactor = _NO_SECRETS,
 ) -> SavedImage:
     """Decode a ``b64_json`` image into ``directory/<stem>.<ext>``, slice by slice.
 
@@ -726,7 +711,7 @@ async def save_b64(
     _check_stem(stem)
     if len(b64) // 4 * 3 > max_bytes + 2:  # +2: up to two of those bytes are padding
         raise ResponseFormatError(f"the image is larger than {max_bytes} bytes", status=200)
-    meta = clean_metadata(metadata, secrets) if sidecar else None
+    meta = clean_metadata(metadata, redactor) if sidecar else None
     with _storage_errors("saving an image"):
         folder = _folder(directory)
         part = _PartFile(folder)
@@ -764,8 +749,10 @@ def _hook_secrets(result: ImagesResponse | JobSnapshot | JobResult) -> list[str]
     hook = result.hook_url if isinstance(result, JobSnapshot) else None
     if not hook:
         return []
-    # The token is the hook URL's last path segment (see WebhookReceiver.register).
-    return [hook, hook.rstrip("/").rsplit("/", 1)[-1]]
+    # The token is the hook URL's last path segment (see WebhookReceiver.register). This
+    # is the server's word: a short "secret" would hide every match of it in the sidecar.
+    token = hook.rstrip("/").rsplit("/", 1)[-1]
+    return [s for s in (hook, token) if len(s) >= _MIN_SECRET]
 
 
 async def save_result(
@@ -778,8 +765,7 @@ async def save_result(
     metadata: Mapping[str, Any] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     deadline: float | None = None,
-    secrets: Iterable[str] = (),
-    redact: Callable[[str], str] | None = None,
+    redactor: Redactor = _NO_SECRETS,
 ) -> list[SavedImage]:
     """Save every image of a result, one after another, as ``<stem>-<i>.<ext>``.
 
@@ -795,7 +781,9 @@ async def save_result(
         ValidationError: a job result without an image, or a bad ``stem``.
         Otherwise as :func:`save_url` and :func:`save_b64`.
     """
-    hidden = [*secrets, *_hook_secrets(result)]
+    # The result's own hook URL and token (a snapshot echoes them) join what is hidden.
+    hooks = _hook_secrets(result)
+    hidden = redactor.with_literals(hooks) if hooks else redactor
     sources: list[ImageData | str]
     if isinstance(result, ImagesResponse):
         sources = list(result.data)
@@ -818,7 +806,7 @@ async def save_result(
                 sidecar=sidecar,
                 metadata=meta,
                 max_bytes=max_bytes,
-                secrets=hidden,
+                redactor=hidden,
             )
         else:
             url = item if isinstance(item, str) else item.url
@@ -833,8 +821,7 @@ async def save_result(
                 metadata=meta,
                 max_bytes=max_bytes,
                 deadline=deadline,
-                secrets=hidden,
-                redact=redact,
+                redactor=hidden,
             )
         saved.append(one)
     return saved

@@ -131,8 +131,9 @@ def _spellings(secret: str) -> set[str]:
     return {
         secret,
         secret.replace("/", "\\/"),  # JSON with escaped slashes (PHP's json_encode)
-        quote(secret, safe=""),
-        quote(secret),
+        # surrogatepass: a hostile server's hook URL may hold a lone surrogate.
+        quote(secret, safe="", errors="surrogatepass"),
+        quote(secret, errors="surrogatepass"),
     }
 
 
