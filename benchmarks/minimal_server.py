@@ -16,7 +16,12 @@ from aiohttp import web
 from PIL import Image
 
 
-def body() -> bytes:
+def body(reply: str = "b64") -> bytes:
+    """The reply: a gpt-image-1 image in base64, or a small dall-e-2 reply with a URL."""
+    if reply == "url":
+        return json.dumps(
+            {"created": 1745818538, "data": [{"url": "https://example.invalid/img/fox.png"}]}
+        ).encode()
     buf = io.BytesIO()
     Image.new("RGB", (1024, 1024), (200, 90, 40)).save(buf, "PNG")
     return json.dumps(
@@ -40,8 +45,9 @@ def body() -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--reply", choices=["b64", "url"], default="b64")
     args = parser.parse_args()
-    payload = body()
+    payload = body(args.reply)
 
     async def generate(request: web.Request) -> web.Response:
         await request.read()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 
 import anyio.abc
+import pytest
 
 import ttapi_async as tt
 
@@ -22,3 +25,19 @@ async def served(tg: anyio.abc.TaskGroup, **kwargs: object) -> tt.WebhookReceive
     rec = tt.WebhookReceiver(f"http://127.0.0.1:{port}/hook", **kwargs)  # type: ignore[arg-type]
     await tg.start(rec.serve, "127.0.0.1", port)
     return rec
+
+
+def require_binary(name: str) -> str:
+    """The path of a service binary a test starts itself (``redis-server``, ``chromium``).
+
+    Absent, the test skips with the reason stated, so a laptop without the service still
+    runs the rest. ``TTAPI_REQUIRE_SERVICES=1`` (set by CI, which installs them) turns the
+    skip into a failure: in CI a missing service must never hide a test.
+    """
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    reason = f"{name} is not installed (install it, or see .ci/run)"
+    if os.environ.get("TTAPI_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"TTAPI_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)

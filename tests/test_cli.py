@@ -1,4 +1,13 @@
-"""The ttapi-async command line, run as a user runs it."""
+"""The ttapi-async command line, run as a user runs it.
+
+Most tests run the CLI's ``main`` in this process, as the shell would run the script:
+arguments, environment, exit code, stdout and stderr. That saves a child interpreter
+(about a second of CPU each). The commands that wait on jobs talk to an emulator with
+short jobs served from a thread, because the CLI runs its own event loop in this one;
+without a key the CLI starts its embedded emulator, whose 0.5-1.5 s jobs suit a demo.
+Where the process itself is under test (an exit status, Ctrl-C) the installed script or
+the same ``main`` runs in a child process (see the ``cli`` fixture).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +15,54 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from anyio.from_thread import start_blocking_portal
+from click.testing import CliRunner, Result
 from PIL import Image
 
-
-# Runs that never poll nor retry use the installed ``ttapi-async`` script itself, as shipped
-# (the waiting ones run the same ``main`` with fast waits turned on: see the ``cli`` fixture).
-NEVER_WAITS = pytest.mark.default_waits
+from ttapi_async._cli import main
+from ttapi_async.testing import Emulator
 
 
-def run(cli: list[str], *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the ``cli`` fixture's command (fast waits as in the test) with ``args``."""
+def run(*args: str, key: str | None = None, base_url: str | None = None) -> Result:
+    """Run ``ttapi-async ARGS`` in this process; of the TTAPI variables, only ``key`` and
+    ``base_url`` are set. Waits are as in the test. An exception the CLI does not turn into
+    an exit code propagates, so the test fails with its traceback."""
+    env = {"TTAPI_API_KEY": key, "TTAPI_BASE_URL": base_url}
+    runner = CliRunner()
+    return runner.invoke(main, args, env=env, catch_exceptions=False, prog_name="ttapi-async")
+
+
+def run_process(cli: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``cli`` fixture's command with ``args`` in a child, without a TTAPI key."""
     env = {k: v for k, v in os.environ.items() if k not in {"TTAPI_API_KEY", "TTAPI_BASE_URL"}}
-    if key:
-        env["TTAPI_API_KEY"] = key
     return subprocess.run(
         [*cli, *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )
 
 
-@NEVER_WAITS
-def test_generate_without_key_uses_the_emulator(cli: list[str], tmp_path: Path) -> None:
+# The run that exercises the installed script as shipped never polls nor retries, so it
+# keeps the default waits (and the ``cli`` fixture gives the script itself).
+NEVER_WAITS = pytest.mark.default_waits
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """An emulator with short 4o jobs, served by an event loop of its own in a thread."""
+    emulator = Emulator(job_duration=(0.05, 0.15), seed=1234)
+    with (
+        start_blocking_portal("asyncio") as portal,
+        portal.wrap_async_context_manager(emulator) as served,
+    ):
+        yield served
+
+
+def test_generate_without_key_uses_the_emulator(tmp_path: Path) -> None:
     """With no key the CLI says it uses the emulator and saves real images."""
-    proc = run(
-        cli,
+    res = run(
         "generate",
         "a lighthouse at dawn",
         "--n",
@@ -41,90 +72,89 @@ def test_generate_without_key_uses_the_emulator(cli: list[str], tmp_path: Path) 
         "--out",
         str(tmp_path),
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "embedded TTAPI emulator" in proc.stderr
+    assert res.exit_code == 0, res.stderr
+    assert "embedded TTAPI emulator" in res.stderr
     files = sorted(p for p in tmp_path.iterdir() if p.suffix != ".json")
     assert len(files) == 2
-    assert [Path(line).name for line in proc.stdout.split()] == [f.name for f in files]
+    assert [Path(line).name for line in res.stdout.split()] == [f.name for f in files]
     with Image.open(files[0]) as img:
         assert img.size == (1536, 1024)
 
 
-@NEVER_WAITS
-def test_dalle3_and_edit(cli: list[str], tmp_path: Path) -> None:
+def test_dalle3_and_edit(tmp_path: Path) -> None:
     """dalle3 saves a downloaded URL image; edit uploads a local file."""
-    proc = run(cli, "dalle3", "a cat", "--size", "1024x1792", "--out", str(tmp_path / "d3"))
-    assert proc.returncode == 0, proc.stderr
+    res = run("dalle3", "a cat", "--size", "1024x1792", "--out", str(tmp_path / "d3"))
+    assert res.exit_code == 0, res.stderr
     src = tmp_path / "in.png"
     Image.new("RGB", (64, 64)).save(src)
-    proc = run(cli, "edit", str(src), "--prompt", "add a hat", "--out", str(tmp_path / "ed"))
-    assert proc.returncode == 0, proc.stderr
+    res = run("edit", str(src), "--prompt", "add a hat", "--out", str(tmp_path / "ed"))
+    assert res.exit_code == 0, res.stderr
     assert len(list((tmp_path / "ed").glob("*.png"))) == 1
 
 
 @NEVER_WAITS
 def test_rule_violation_exits_2_and_names_the_parameter(cli: list[str], tmp_path: Path) -> None:
-    """A broken parameter rule is a usage error naming the parameter; nothing is written."""
-    proc = run(cli, "generate", "x", "--model", "dall-e-3", "--n", "3", "--out", str(tmp_path))
+    """A broken parameter rule is a usage error naming the parameter; nothing is written.
+
+    The installed script in a child process: the exit status is the process's own."""
+    proc = run_process(
+        cli, "generate", "x", "--model", "dall-e-3", "--n", "3", "--out", str(tmp_path)
+    )
     assert proc.returncode == 2
     assert "n=3" in proc.stderr
     assert not list(tmp_path.iterdir())
 
 
-def test_api_error_exit_code(cli: list[str], tmp_path: Path) -> None:
+def test_api_error_exit_code(tmp_path: Path) -> None:
     """An unreachable API is exit code 3 with the error class in the message."""
-    proc = run(
-        cli, "generate", "x", "--base-url", "http://127.0.0.1:9", "--out", str(tmp_path), key="k"
-    )
-    assert proc.returncode == 3
-    assert "ConnectError" in proc.stderr
+    res = run("generate", "x", "--base-url", "http://127.0.0.1:9", "--out", str(tmp_path), key="k")
+    assert res.exit_code == 3
+    assert "ConnectError" in res.stderr
 
 
-def test_4o_job_waits_and_saves(cli: list[str], tmp_path: Path) -> None:
+def test_4o_job_waits_and_saves(emu: Emulator, tmp_path: Path) -> None:
     """`ttapi-async 4o` submits a job, waits for it and saves the image."""
-    proc = run(cli, "4o", "draw a lighthouse", "--out", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    assert "job " in proc.stderr
+    res = run("4o", "draw a lighthouse", "--out", str(tmp_path), key=emu.api_key, base_url=emu.url)
+    assert res.exit_code == 0, res.stderr
+    assert "job " in res.stderr
     files = [p for p in tmp_path.iterdir() if p.suffix != ".json"]
     assert len(files) == 1
     with Image.open(files[0]) as img:
         assert img.format == "PNG"
 
 
-def test_4o_failed_job_exit_code(cli: list[str], tmp_path: Path) -> None:
+def test_4o_failed_job_exit_code(emu: Emulator, tmp_path: Path) -> None:
     """A job TTAPI fails ends with exit code 5 and the reason."""
-    proc = run(cli, "4o", "[fail] draw", "--out", str(tmp_path))
-    assert proc.returncode == 5
-    assert "failed" in proc.stderr
+    res = run("4o", "[fail] draw", "--out", str(tmp_path), key=emu.api_key, base_url=emu.url)
+    assert res.exit_code == 5
+    assert "failed" in res.stderr
 
 
-def test_batch_runs_resumes_and_reports(cli: list[str], tmp_path: Path) -> None:
+def test_batch_runs_resumes_and_reports(emu: Emulator, tmp_path: Path) -> None:
     """A batch saves every row; run again, it skips them all (the journal) and sends nothing."""
     prompts = tmp_path / "p.txt"
     prompts.write_text("a fox\n\n# skipped\na cat\na [fail] owl\n", encoding="utf-8")
     out = tmp_path / "out"
-    proc = run(cli, "batch", str(prompts), "--out", str(out), "--no-progress")
-    assert proc.returncode == 3, proc.stderr  # one item failed
-    lines = [line.split("\t") for line in proc.stdout.splitlines()]
+    key = {"key": emu.api_key, "base_url": emu.url}
+    res = run("batch", str(prompts), "--out", str(out), "--no-progress", **key)
+    assert res.exit_code == 3, res.stderr  # one item failed
+    lines = [line.split("\t") for line in res.stdout.splitlines()]
     assert sorted((cols[0], cols[1]) for cols in lines) == [
         ("done", "0"),
         ("done", "1"),
         ("failed", "2"),
     ]
-    assert "batch summary" in proc.stderr
-    assert "--retry-failed" in proc.stderr
+    assert "batch summary" in res.stderr
+    assert "--retry-failed" in res.stderr
     assert len(list(out.glob("*.png"))) == 2
     assert (out / "ttapi-journal.sqlite").stat().st_mode & 0o777 == 0o600
-    again = run(cli, "batch", str(prompts), "--out", str(out), "--no-progress")
-    assert again.returncode == 3
+    again = run("batch", str(prompts), "--out", str(out), "--no-progress", **key)
+    assert again.exit_code == 3
     assert re.search(r"already done \(journal\)\s*│\s*2\s*│", again.stderr), again.stderr
     assert len(list(out.glob("*.png"))) == 2
 
 
-@NEVER_WAITS
-def test_batch_dry_run_reports_every_problem_and_sends_nothing(
-    cli: list[str], tmp_path: Path
-) -> None:
+def test_batch_dry_run_reports_every_problem_and_sends_nothing(tmp_path: Path) -> None:
     rows = tmp_path / "rows.jsonl"
     rows.write_text(
         '{"prompt": "ok", "size": "1024x1024"}\n'
@@ -133,29 +163,35 @@ def test_batch_dry_run_reports_every_problem_and_sends_nothing(
         '{"prompt": "x", "colour": "red"}\n',
         encoding="utf-8",
     )
-    proc = run(cli, "batch", str(rows), "--kind", "generate", "--model", "gpt-image-1", "--dry-run")
-    assert proc.returncode == 2
-    assert "rows.jsonl:2: size='10x10'" in proc.stderr
-    assert "rows.jsonl:3: line=" in proc.stderr
-    assert "rows.jsonl:4: colour='red'" in proc.stderr
-    assert "3 problem(s)" in proc.stderr
+    res = run("batch", str(rows), "--kind", "generate", "--model", "gpt-image-1", "--dry-run")
+    assert res.exit_code == 2
+    assert "rows.jsonl:2: size='10x10'" in res.stderr
+    assert "rows.jsonl:3: line=" in res.stderr
+    assert "rows.jsonl:4: colour='red'" in res.stderr
+    assert "3 problem(s)" in res.stderr
     good = tmp_path / "good.txt"
     good.write_text("a\nb\n", encoding="utf-8")
-    proc = run(cli, "batch", str(good), "--dry-run", "--out", str(tmp_path / "none"))
-    assert proc.returncode == 0
-    assert "2 row(s) valid" in proc.stdout
+    res = run("batch", str(good), "--dry-run", "--out", str(tmp_path / "none"))
+    assert res.exit_code == 0
+    assert "2 row(s) valid" in res.stdout
     assert not (tmp_path / "none").exists()
-    proc = run(cli, "batch", str(good), "--model", "gpt-image-1", "--dry-run")
-    assert proc.returncode == 2
-    assert "does not apply to 4o" in proc.stderr
+    res = run("batch", str(good), "--model", "gpt-image-1", "--dry-run")
+    assert res.exit_code == 2
+    assert "does not apply to 4o" in res.stderr
 
 
-def test_batch_first_ctrl_c_drains_in_flight_work(cli: list[str], tmp_path: Path) -> None:
-    """SIGINT: no new submits, in-flight jobs finish and are saved, the journal is consistent."""
+def test_batch_first_ctrl_c_drains_in_flight_work(
+    cli: list[str], emu: Emulator, tmp_path: Path
+) -> None:
+    """SIGINT: no new submits, in-flight jobs finish and are saved, the journal is consistent.
+
+    A child process, for the signal. Its jobs take 0.3-0.6 s: four are in flight when the
+    signal lands, and the 60 prompts would take over 4 s, so the run is stopped mid-way."""
+    emu.job_duration = (0.3, 0.6)
     prompts = tmp_path / "p.txt"
     prompts.write_text("".join(f"prompt {i}\n" for i in range(60)), encoding="utf-8")
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k not in {"TTAPI_API_KEY", "TTAPI_BASE_URL"}}
+    env = {**os.environ, "TTAPI_API_KEY": emu.api_key, "TTAPI_BASE_URL": emu.url}
     err_file = tmp_path / "stderr.txt"
     with err_file.open("w") as err_out:
         proc = subprocess.Popen(
@@ -195,7 +231,7 @@ def test_batch_first_ctrl_c_drains_in_flight_work(cli: list[str], tmp_path: Path
 
 
 def test_batch_with_a_damaged_journal_says_so_and_changes_nothing(
-    cli: list[str], tmp_path: Path
+    emu: Emulator, tmp_path: Path
 ) -> None:
     """A damaged journal stops the batch with its own error; no advice to run it again."""
     import sqlite3  # noqa: PLC0415
@@ -203,7 +239,8 @@ def test_batch_with_a_damaged_journal_says_so_and_changes_nothing(
     prompts = tmp_path / "p.txt"
     prompts.write_text("a fox\na cat\n", encoding="utf-8")
     out = tmp_path / "out"
-    assert run(cli, "batch", str(prompts), "--out", str(out), "--no-progress").returncode == 0
+    key = {"key": emu.api_key, "base_url": emu.url}
+    assert run("batch", str(prompts), "--out", str(out), "--no-progress", **key).exit_code == 0
     journal = out / "ttapi-journal.sqlite"
     db = sqlite3.connect(journal)
     with db:
@@ -211,10 +248,10 @@ def test_batch_with_a_damaged_journal_says_so_and_changes_nothing(
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the whole journal in the main file
     db.close()
     before = journal.read_bytes()
-    proc = run(cli, "batch", str(prompts), "--out", str(out), "--no-progress")
-    assert proc.returncode == 3, proc.stderr
-    assert "JournalCorruptError" in proc.stderr
-    assert str(journal) in proc.stderr
-    assert "rows 1" in proc.stderr
-    assert "Run the same command again" not in proc.stderr
+    res = run("batch", str(prompts), "--out", str(out), "--no-progress", **key)
+    assert res.exit_code == 3, res.stderr
+    assert "JournalCorruptError" in res.stderr
+    assert str(journal) in res.stderr
+    assert "rows 1" in res.stderr
+    assert "Run the same command again" not in res.stderr
     assert journal.read_bytes() == before

@@ -49,7 +49,8 @@ async def test_a_client_without_retry_retries_at_once_but_honours_retry_after(
     emulator: Emulator,
 ) -> None:
     """A 502 is retried after about 10 ms (the default backs off 0.375-0.5 s first); a 429's
-    ``Retry-After`` is still waited out; the client's own retry settings are kept."""
+    ``Retry-After`` (0.2 s, four times the fast backoff's longest) is still waited out; the
+    client's own retry settings are kept."""
     async with tt.Client(emulator.api_key, base_url=emulator.url, max_retries=3) as c:
         assert (c.retry.max_retries, c.retry.initial_delay) == (3, 0.01)
         job = (await c.gpt4o.submit(prompt="retried")).job_id
@@ -57,10 +58,10 @@ async def test_a_client_without_retry_retries_at_once_but_honours_retry_after(
         start = anyio.current_time()
         await c.gpt4o.fetch(job)
         assert anyio.current_time() - start < 0.3
-        emulator.add_fault(Fault(route=FETCH, status=429, count=1, retry_after=0.4))
+        emulator.add_fault(Fault(route=FETCH, status=429, count=1, retry_after=0.2))
         start = anyio.current_time()
         await c.gpt4o.fetch(job)
-        assert anyio.current_time() - start >= 0.4
+        assert anyio.current_time() - start >= 0.2
         assert c.stats.retries == 2
 
 

@@ -17,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from ttapi_async._errors import JournalCorruptError, StorageError, ValidationError
+from ttapi_async._errors import (
+    JournalCorruptError,
+    JournalTransitionError,
+    StorageError,
+    ValidationError,
+)
 from ttapi_async._journal import ItemState, Journal, JournalEntry
+from ttapi_async._journalstore import TRANSITIONS
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -769,3 +775,101 @@ def test_a_fifo_or_a_device_is_refused_untouched(tmp_path: Path) -> None:
         with pytest.raises(ValidationError, match="regular file"):
             Journal.open(path)
         assert path.stat().st_mode == mode
+
+
+# ---------------------------------------------------------------- the transition table
+
+#: How a test puts a row into each state, by legal moves from pending.
+_REACH: dict[ItemState, list[Callable[[Journal, int], None]]] = {
+    ItemState.PENDING: [],
+    ItemState.SUBMITTING: [lambda j, i: j.mark_submitting(i)],
+    ItemState.SUBMITTED: [
+        lambda j, i: j.mark_submitting(i),
+        lambda j, i: j.mark_submitted(i, f"job-{i}", hooked=True),
+    ],
+    ItemState.DONE: [lambda j, i: j.mark_submitting(i), lambda j, i: j.mark_done(i, ["a.png"])],
+    ItemState.FAILED: [lambda j, i: j.mark_submitting(i), lambda j, i: j.mark_failed(i, "bad")],
+    ItemState.OUTCOME_UNKNOWN: [
+        lambda j, i: j.mark_submitting(i),
+        lambda j, i: j.mark_unknown(i, "dropped"),
+    ],
+}
+#: The write that moves a row to each state.
+_WRITE: dict[ItemState, Callable[[Journal, int], None]] = {
+    ItemState.PENDING: lambda j, i: j.reset(i),
+    ItemState.SUBMITTING: lambda j, i: j.mark_submitting(i),
+    ItemState.SUBMITTED: lambda j, i: j.mark_submitted(i, "job-new", hooked=False),
+    ItemState.DONE: lambda j, i: j.mark_done(i, ["new.png"]),
+    ItemState.FAILED: lambda j, i: j.mark_failed(i, "new reason"),
+    ItemState.OUTCOME_UNKNOWN: lambda j, i: j.mark_unknown(i, "new reason"),
+}
+
+
+def test_every_write_is_checked_against_the_transition_table(tmp_path: Path) -> None:
+    """Each of the 36 moves: a legal one is made, an illegal one raises
+    JournalTransitionError naming the row and both states, and changes nothing."""
+    pairs = [(old, new) for old in ItemState for new in ItemState]
+    with Journal.open(tmp_path / "j.sqlite") as j:
+        for index, (old, new) in enumerate(pairs):
+            j.add_pending(index, f"fp{index}", "4o", "x")
+            for step in _REACH[old]:
+                step(j, index)
+            before = j.get(index)
+            assert before is not None
+            assert before.state is old
+            if new in TRANSITIONS[old]:
+                _WRITE[new](j, index)
+                after = j.get(index)
+                assert after is not None
+                assert after.state is new
+                continue
+            with pytest.raises(JournalTransitionError) as info:
+                _WRITE[new](j, index)
+            assert (info.value.index, info.value.old, info.value.new) == (index, old, new)
+            assert f"journal row {index} cannot go from {old} to {new}" in str(info.value)
+            after = j.get(index)
+            assert after is not None
+            assert after.state is old
+            assert after.attempts == before.attempts
+            assert (after.job_id, after.files, after.reason) == (
+                before.job_id,
+                before.files,
+                before.reason,
+            )
+        refused = sum(new not in TRANSITIONS[old] for old, new in pairs)
+        assert refused == 16  # of 36 moves, 20 are allowed
+
+
+@pytest.mark.anyio
+async def test_the_journal_store_methods_write_through_the_same_checks(tmp_path: Path) -> None:
+    """The async protocol the bulk runner uses: the same rows, the same table."""
+    j = Journal.open(tmp_path / "j.sqlite")
+    entry = await j.begin(0, "fp0", "4o", "a fox")
+    assert entry.state is ItemState.PENDING
+    assert await j.begin(0, "fp0", "4o", "other label") == entry
+    assert await j.claim(0)
+    assert await j.renew(0)
+    await j.transition(0, ItemState.SUBMITTING)
+    with pytest.raises(ValidationError, match="job_id"):
+        await j.transition(0, ItemState.SUBMITTED)
+    await j.transition(0, ItemState.SUBMITTED, job_id="job-0", hooked=True)
+    with pytest.raises(ValidationError, match="reason"):
+        await j.transition(0, ItemState.FAILED)
+    await j.transition(0, ItemState.DONE, files=["out/fox.png"])
+    with pytest.raises(JournalTransitionError, match="from done to outcome_unknown"):
+        await j.transition(0, ItemState.OUTCOME_UNKNOWN, reason="late")
+    rows = await j.load()
+    assert list(rows) == [0]
+    assert (rows[0].state, rows[0].job_id, rows[0].files, rows[0].hooked) == (
+        ItemState.DONE,
+        "job-0",
+        ("out/fox.png",),
+        True,
+    )
+    await j.transition(0, ItemState.PENDING)
+    assert (await j.load())[0].state is ItemState.PENDING
+    assert await j.release(0)
+    await j.aclose()
+    await j.aclose()  # idempotent, as close()
+    with Journal.open(tmp_path / "j.sqlite") as again:  # the lock was let go
+        assert again.counts()[ItemState.PENDING] == 1

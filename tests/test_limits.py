@@ -9,6 +9,7 @@ import pytest
 
 from ttapi_async import ValidationError
 from ttapi_async._limits import RequestBudget, SlotController, busy_backoff
+from ttapi_async._retry import backoff
 
 
 def test_slots_drop_to_what_was_running_on_499_and_creep_back() -> None:
@@ -39,6 +40,10 @@ def test_busy_backoff_prefers_retry_after_and_grows_with_jitter() -> None:
     waits = [busy_backoff(n, None, initial=0.5, rng=rng) for n in (1, 2, 3, 4, 10)]
     for wait, ceiling in zip(waits, (0.5, 1.0, 2.0, 4.0, 30.0), strict=True):
         assert ceiling / 2 <= wait <= ceiling
+    # The shared formula with half jitter; thousands of refusals in a row do not overflow.
+    expected = backoff(3, 0.5, 30.0, jitter=0.5, rng=random.Random(2))
+    assert busy_backoff(3, None, initial=0.5, rng=random.Random(2)) == expected
+    assert 15.0 <= busy_backoff(5000, None, initial=0.5) <= 30.0
 
 
 def test_budget_rejects_bad_rates() -> None:

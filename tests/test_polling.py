@@ -8,7 +8,13 @@ import attrs
 import pytest
 
 from ttapi_async import AuthenticationError, PollPolicy, RateLimitError, RetryPolicy, ServerError
-from ttapi_async._polling import DurationModel, dense_gap, next_poll_delay, reconfirm_delay
+from ttapi_async._polling import (
+    DurationModel,
+    dense_gap,
+    next_poll_delay,
+    poll_error_delay,
+    reconfirm_delay,
+)
 
 
 NO_JITTER = PollPolicy(jitter=0.0, dense_interval=1.0)
@@ -169,3 +175,24 @@ def test_reconfirm_honours_retry_after_and_gives_up_on_lasting_errors() -> None:
     assert reconfirm_delay(1, 0.0, PollPolicy(confirm_window=0.0)) is None  # turned off
     few = PollPolicy(confirm_retry=attrs.evolve(STEADY.confirm_retry, max_retries=2))
     assert confirm_schedule(few) == [0.25, 0.5]
+
+
+def test_failed_polls_back_off_from_twice_the_dense_gap() -> None:
+    """2, 4, 8 ... dense gaps, at most 64 of them and max_interval; Retry-After and a
+    hooked job's backstop only ever lengthen the wait."""
+    err = ServerError("bad gateway", status=502)
+    fine = PollPolicy(dense_interval=0.05, max_interval=8.0)
+    delays = [poll_error_delay(n, fine, err, hooked=False) for n in (1, 2, 3, 6, 7, 100)]
+    assert delays == [0.1, 0.2, 0.4, 3.2, 3.2, 3.2]
+    assert [poll_error_delay(n, NO_JITTER, err, hooked=False) for n in (1, 2, 3, 4)] == [
+        2.0,
+        4.0,
+        8.0,
+        8.0,
+    ]
+    assert poll_error_delay(1, NO_JITTER, err, hooked=True) == NO_JITTER.backstop_interval
+    limited = RateLimitError("slow down", status=429)
+    limited.retry_after = 12.0
+    assert poll_error_delay(1, NO_JITTER, limited, hooked=False) == 12.0
+    limited.retry_after = 0.5
+    assert poll_error_delay(1, NO_JITTER, limited, hooked=False) == 2.0

@@ -8,7 +8,7 @@ import pytest
 
 import ttapi_async as tt
 from ttapi_async._errors import status_error
-from ttapi_async._retry import RetryPolicy, is_outcome_unknown
+from ttapi_async._retry import RetryPolicy, backoff, is_outcome_unknown
 
 
 POLICY = RetryPolicy(max_retries=3, initial_delay=0.5, max_delay=4.0, jitter=0.0)
@@ -23,6 +23,18 @@ def rate_limited(retry_after: float | None = None) -> tt.RateLimitError:
 def test_backoff_doubles_and_caps() -> None:
     """Delays double from initial_delay and stop at max_delay."""
     assert [POLICY.backoff(i) for i in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+def test_one_backoff_formula() -> None:
+    """Doubling from ``initial`` to ``cap``, jitter only shortening it; RetryPolicy's is it."""
+    assert [backoff(n, 0.5, 4.0) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert backoff(100_000, 0.5, 4.0) == 4.0  # no overflow however long failures go on
+    draw = random.Random(5).random()
+    assert backoff(2, 0.5, 4.0, jitter=0.25, rng=random.Random(5)) == 1.0 * (1 - 0.25 * draw)
+    policy = RetryPolicy(initial_delay=0.5, max_delay=4.0, jitter=0.25)
+    for n in (1, 3, 9):
+        expected = backoff(n, 0.5, 4.0, jitter=0.25, rng=random.Random(n))
+        assert policy.backoff(n, random.Random(n)) == expected
 
 
 def test_jitter_stays_in_band() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import aiohttp
@@ -340,7 +341,8 @@ async def test_many_jobs_due_at_the_same_instant(emulator: Emulator) -> None:
         start = anyio.current_time()
         for i in range(50):
             c.waiter.track(f"missing-{i}", started=start)  # unknown ids: polls fail, passing
-        c.waiter._replan(start)  # all due "now" with equal seq numbers
+        c.waiter._sched.replan(start)  # all due "now" with equal seq numbers
+        c.waiter._kick()  # as the waiter does after a re-plan
         await anyio.sleep(0.3)
         assert c.waiter.stats.polls_sent >= 50
 
@@ -495,3 +497,43 @@ def test_taken_outcomes_expire_in_order() -> None:
     assert len(store) == 2
     assert store.pop("j1", now=62.0) is results[1]
     assert store.pop("j1", now=62.0) is None
+
+
+async def test_the_waiter_measures_by_its_one_clock(emulator: Emulator) -> None:
+    """Given a clock, the waiter keeps outcomes and stamps events by it, and by it alone.
+
+    The clock jumps 61 s ahead after two waits: the taken outcome (kept 60 s for repeated
+    waits) is gone by that clock, so the next wait polls again, and the events' Unix
+    timestamps jump with it.
+    """
+    loop = asyncio.get_running_loop()
+    skew = 0.0
+
+    def clock() -> float:
+        return loop.time() + skew
+
+    async with sdk(emulator) as c:
+
+        async def fetch(job_id: str, deadline: float) -> tt.JobSnapshot:
+            return await c.gpt4o.fetch(job_id, timeout=deadline - loop.time())
+
+        waiter = tt.JobWaiter(fetch, QUICK, clock=clock)
+        events: list[tt.JobEvent] = []
+        waiter.add_listener(events.append)
+        async with anyio.create_task_group() as tg:
+            await tg.start(waiter._run)
+            job = await c.gpt4o.submit(prompt="clocked")
+            first = await waiter.wait(job.job_id, timeout=10)
+            again = await waiter.wait(job.job_id, timeout=10)
+            polls = waiter.stats.polls_sent
+            skew = 61.0
+            late = await waiter.wait(job.job_id, timeout=10)
+            tg.cancel_scope.cancel()
+    assert again is first  # kept for a repeated wait ...
+    assert late is not first  # ... 60 s by the waiter's clock
+    assert late.job_id == job.job_id
+    assert waiter.stats.polls_sent > polls
+    assert abs(events[0].at - time.time()) < 30  # a Unix timestamp
+    ends = [e.at for e in events if e.kind is tt.JobEventKind.SUCCEEDED]
+    assert len(ends) == 2
+    assert 61.0 <= ends[1] - ends[0] < 71.0

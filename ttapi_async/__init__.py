@@ -17,7 +17,7 @@ and ``ttapi_async.testing`` holds the emulator.
 from __future__ import annotations
 
 from ._bulk import BulkOutcome, BulkProgress, BulkRun
-from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Client, ClientStats
+from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Client
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -37,6 +37,7 @@ from ._errors import (
     JobNotFoundError,
     JobTimeoutError,
     JournalCorruptError,
+    JournalTransitionError,
     NotFoundError,
     OutcomeUnknownError,
     PermissionDeniedError,
@@ -71,6 +72,7 @@ from ._protocol import parse_callback
 from ._requests import Dalle3Request, EditRequest, GenerateRequest, GPT4oRequest, Request
 from ._resources import Dalle3, GPT4o, Images, Job
 from ._retry import RetryPolicy
+from ._sender import ClientStats
 from ._types import NOT_GIVEN, ImageInput, NotGiven
 from ._waiter import JobWaiter, WaiterStats
 from ._webhook import WebhookReceiver
@@ -124,6 +126,7 @@ __all__ = [
     "Journal",
     "JournalCorruptError",
     "JournalEntry",
+    "JournalTransitionError",
     "NotFoundError",
     "NotGiven",
     "OutcomeUnknownError",

@@ -69,6 +69,7 @@ __all__ = [
     "JobNotFoundError",
     "JobTimeoutError",
     "JournalCorruptError",
+    "JournalTransitionError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
@@ -632,3 +633,21 @@ class JournalCorruptError(TTAPIError):
             f"the journal {path!r} is damaged{where}{tail}; the run was not started and "
             "nothing was deleted: move the file aside to start afresh, or restore it"
         )
+
+
+class JournalTransitionError(ValidationError):
+    """A journal row was to move between two states the journal's transition table forbids.
+
+    A :class:`ValidationError` on ``index``, like the journal's other refusals (a missing
+    row, another input's fingerprint). Nothing was written.
+
+    Attributes:
+        index: the row. old: the state it is in. new: the state it was to take.
+    """
+
+    def __init__(self, index: int, old: str, new: str, *, hint: str = "") -> None:
+        self.index = index
+        self.old = old
+        self.new = new
+        tail = f" ({hint})" if hint else ""
+        super().__init__("index", index, f"journal row {index} cannot go from {old} to {new}{tail}")

@@ -1,26 +1,42 @@
-"""Sniffing image bytes: MIME type, dimensions, transparency. Pure functions, no I/O.
+"""Judging image bytes: type, dimensions, transparency, and checks on the way to disk.
 
-Strictly private. aiohttp's multipart writer does not guess content types, and OpenAI-style
-edit endpoints reject ``application/octet-stream``, so the SDK reads the type from the
-bytes themselves (never from a file name, which may lie). Dimensions come from the
-``imagesize`` library, which reads only the headers.
+Strictly private, and pure: nothing here reads or writes a file or a socket. aiohttp's
+multipart writer does not guess content types, and OpenAI-style edit endpoints reject
+``application/octet-stream``, so the SDK reads the type from the bytes themselves (never
+from a file name, which may lie). Dimensions come from the ``imagesize`` library, which
+reads only the headers. :class:`ImageCheck` judges a download or a decoded ``b64_json``
+chunk by chunk (Content-Type, size cap, magic bytes, SHA-256) and hands each chunk on to
+a sink it is given; the download pipeline (:mod:`._downloads`) supplies the I/O.
 """
 
 from __future__ import annotations
 
+import binascii
+import hashlib
 import io
 import struct
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final
 
 import attrs
 import imagesize
 
+from ._errors import ResponseFormatError, excerpt
 
-__all__ = ["EXTENSIONS", "ImageInfo", "sniff", "sniff_mime"]
+
+__all__ = ["EXTENSIONS", "ImageCheck", "ImageInfo", "b64_slices", "sniff", "sniff_mime"]
 
 #: File name extension for each MIME type the image endpoints deal in.
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Bytes needed to tell PNG, JPEG, WebP and GIF apart (WebP needs 12).
+_MAGIC_LEN: Final = 16
+#: Content types accepted besides ``image/*``. S3 serves ``binary/octet-stream`` for
+#: objects stored without a type; the magic bytes decide in any case.
+_BINARY_TYPES: Final = frozenset({"application/octet-stream", "binary/octet-stream"})
+#: Base64 characters decoded at a time: a multiple of 4, so slices decode on their own.
+_B64_SLICE: Final = 1 << 16
 
 
 @attrs.frozen
@@ -100,3 +116,91 @@ def sniff(data: bytes) -> ImageInfo:
     else:
         alpha = False
     return ImageInfo(mime=mime, width=width, height=height, size=len(data), has_alpha=alpha)
+
+
+class ImageCheck:
+    """Counts, hashes and checks image bytes on their way to ``write``.
+
+    Call it with each chunk; :meth:`headers` checks an HTTP reply before its body, and
+    :meth:`finish` checks the end. The magic bytes are checked as soon as enough have
+    arrived, so a web page is refused after its first chunk, not after 64 MiB.
+    """
+
+    __slots__ = ("_head", "_max", "_sha", "_write", "mime", "size", "status")
+
+    def __init__(self, write: Callable[[bytes], object], *, max_bytes: int) -> None:
+        self._write = write
+        self._max = max_bytes
+        self._sha = hashlib.sha256()
+        self._head = b""
+        self.size = 0
+        self.mime: str | None = None
+        self.status = 200
+
+    def headers(self, status: int, headers: Mapping[str, str]) -> None:
+        """Refuse a reply whose Content-Type says it is not an image (absent is fine)."""
+        self.status = status
+        ctype = headers.get("Content-Type") or ""
+        mime = ctype.partition(";")[0].strip().lower()
+        if mime and not mime.startswith("image/") and mime not in _BINARY_TYPES:
+            raise ResponseFormatError(
+                f"the download is {excerpt(mime, 80)!r}, not an image", status=status
+            )
+
+    def __call__(self, chunk: bytes) -> None:
+        """Check, hash and pass on one chunk."""
+        if not chunk:
+            return
+        self.size += len(chunk)
+        if self.size > self._max:
+            raise ResponseFormatError(
+                f"the image is larger than {self._max} bytes", status=self.status
+            )
+        if self.mime is None:
+            self._head += chunk[: _MAGIC_LEN - len(self._head)]
+            if len(self._head) >= _MAGIC_LEN:
+                self._sniff()
+        self._sha.update(chunk)
+        self._write(chunk)
+
+    def _sniff(self) -> None:
+        mime = sniff_mime(self._head)
+        if mime not in EXTENSIONS:
+            raise ResponseFormatError(
+                "the data is not a PNG, JPEG, WebP or GIF image",
+                status=self.status,
+                body=excerpt(self._head, 40),
+            )
+        self.mime = mime
+
+    def finish(self) -> str:
+        """Check the whole image arrived as an image; return its MIME type."""
+        if self.size == 0:
+            raise ResponseFormatError("the image is empty", status=self.status)
+        if self.mime is None:  # shorter than _MAGIC_LEN: sniff what there is
+            self._sniff()
+        assert self.mime is not None  # noqa: S101 - _sniff sets it or raises
+        return self.mime
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the bytes so far."""
+        return self._sha.hexdigest()
+
+
+def b64_slices(b64: str) -> Iterator[bytes]:
+    """Decode a ``b64_json`` image 64 KiB of base64 at a time, never whole next to ``b64``.
+
+    Raises:
+        ResponseFormatError: not valid base64 (whitespace and misplaced padding included).
+    """
+    for start in range(0, len(b64), _B64_SLICE):
+        try:
+            # strict_mode: junk characters and misplaced padding are errors, not bytes
+            # silently dropped.
+            chunk = binascii.a2b_base64(b64[start : start + _B64_SLICE], strict_mode=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ResponseFormatError(
+                "an image's b64_json is not valid base64", status=200
+            ) from exc
+        yield chunk

@@ -1,13 +1,19 @@
 """The bulk runner's journal: one SQLite row per input, so a crashed run can resume.
 
-Strictly private; the bulk runner (:mod:`ttapi_async._bulk`) owns the logic and calls
-this module. Each input's row moves through :class:`ItemState`::
+Strictly private; ``ttapi_async.Journal`` is the public name. :class:`Journal` is the first
+implementation of :class:`~ttapi_async._journalstore.JournalStore`, the protocol the bulk
+runner (:mod:`ttapi_async._bulk`) talks to, and keeps its synchronous methods for scripts
+and reports. Each input's row moves through :class:`ItemState`::
 
     pending ──> submitting ──> submitted ──> done
                     │               │
                     ├──> done       └──> failed
                     ├──> failed
                     └──> outcome_unknown
+
+and back to ``pending`` by :meth:`Journal.reset`. Every write checks the full table,
+:data:`~ttapi_async._journalstore.TRANSITIONS` (which also holds the retries' moves), and
+refuses an illegal move with :class:`~ttapi_async.JournalTransitionError`.
 
 ``submitting`` is written *before* the request goes out. A row still in ``submitting``
 when a journal is opened again belongs to a run that stopped (crash, ``kill -9``) after
@@ -40,7 +46,6 @@ labels quote prompts.
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import json
 import os
@@ -50,13 +55,12 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Self
 
-import attrs
-
 from ._errors import JournalCorruptError, StorageError, ValidationError
+from ._journalstore import ItemState, JournalEntry, check_transition, sources
 
 
 if sys.platform != "win32":
@@ -64,54 +68,6 @@ if sys.platform != "win32":
 
 
 __all__ = ["ItemState", "Journal", "JournalEntry"]
-
-
-class ItemState(enum.StrEnum):
-    """Where one input of a bulk run stands; the values are what the journal stores."""
-
-    PENDING = "pending"
-    """Not sent yet (or handed back by :meth:`Journal.reset`)."""
-    SUBMITTING = "submitting"
-    """Written just before the request is sent; its answer is not recorded yet."""
-    SUBMITTED = "submitted"
-    """A 4o job was accepted; ``job_id`` names it."""
-    DONE = "done"
-    """The images are saved; ``files`` lists them."""
-    FAILED = "failed"
-    """It ended with a definite error; ``reason`` says which."""
-    OUTCOME_UNKNOWN = "outcome_unknown"
-    """It may have been accepted and billed, with no answer to say; ``reason`` says why."""
-
-
-@attrs.frozen
-class JournalEntry:
-    """One journal row: what the journal knows about one input of a bulk run.
-
-    Attributes:
-        index: the input's position, 0-based.
-        fingerprint: a hash of the request, to detect a changed input file.
-        state: where the input stands.
-        kind: ``"4o"``, ``"generate"``, ``"edit"`` or ``"dalle3"``.
-        label: a short human label (a prompt excerpt) for reports.
-        job_id: the 4o job id, once a job was accepted (kept when it then fails).
-        hooked: the job was submitted with a hook URL (the URL itself is never stored).
-        files: the saved file paths, once done.
-        reason: why it failed or why its outcome is unknown.
-        attempts: how many times it was moved to ``submitting``.
-        updated: ``time.time()`` of the last change.
-    """
-
-    index: int
-    fingerprint: str
-    state: ItemState
-    kind: str
-    label: str
-    job_id: str | None
-    hooked: bool
-    files: tuple[str, ...]
-    reason: str | None
-    attempts: int
-    updated: float
 
 
 _SCHEMA: Final = 1
@@ -182,9 +138,17 @@ class Journal:
     submit its pending rows. Another process writing the file at the same moment makes a
     call wait for SQLite's lock (up to 5 s).
 
-    Transitions are not policed (the runner owns that logic), with one exception: a
-    ``done`` row is never turned into ``failed`` or ``outcome_unknown``, as its images
-    exist; :meth:`mark_failed` and :meth:`mark_unknown` raise instead.
+    Every write checks the move against the transition table (see the module docstring)
+    in the same statement that makes it, and raises :class:`JournalTransitionError`
+    instead of an illegal one (a ``done`` row, say, is never turned into ``failed`` or
+    ``outcome_unknown``, as its images exist); a write to a row that does not exist
+    raises :class:`ValidationError`.
+
+    The ``async`` methods (:meth:`load`, :meth:`begin`, :meth:`transition`,
+    :meth:`claim`, :meth:`renew`, :meth:`release`, :meth:`aclose`) are the
+    :class:`~ttapi_async._journalstore.JournalStore` protocol the bulk runner uses; they
+    run the same short transactions. One process holds the journal, so every claim is
+    granted.
 
     Attributes:
         path: the database file.
@@ -236,71 +200,7 @@ class Journal:
             StorageError: the file or its folder could not be made, opened or written.
         """
         path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(path)
-            lock = _lock(path)
-        except OSError as exc:
-            raise StorageError.wrap(exc, "opening the journal") from exc
-        except ValueError as exc:
-            if isinstance(exc, ValidationError):
-                raise
-            # A NUL byte, or a lone surrogate the OS cannot encode.
-            raise ValidationError("journal", str(path), f"not a usable path ({exc})") from exc
-        try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except BaseException as exc:
-            _unlock(lock)
-            if isinstance(exc, sqlite3.Error):
-                raise _translate(exc, path, "opening the journal") from exc
-            raise
-        # Undecodable text (a damaged cell) reads as bytes, so a row check names it
-        # rather than the whole query failing.
-        conn.text_factory = _decode_text
-        try:
-            # Checked before anything is written: a wrong or damaged file is left as it
-            # was (no WAL switch, no chmod, no recovery, no run id).
-            fresh = _check_schema(conn, path)
-            run_id = None if fresh else _check_contents(conn, path)
-            _tighten(path)
-            # WAL: a commit is one append to the -wal file, no fsync with NORMAL, and
-            # still all-or-nothing when the process dies mid-write.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if fresh:
-                    for statement in _CREATE:
-                        conn.execute(statement)
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                        [("app", _APP), ("schema", str(_SCHEMA))],
-                    )
-                if run_id is None:  # new, or written before run ids existed
-                    run_id = secrets.token_hex(8)
-                    conn.execute("INSERT INTO meta (key, value) VALUES ('run_id', ?)", (run_id,))
-                recovered = conn.execute(
-                    "UPDATE items SET state = ?, reason = ?, updated = ? WHERE state = ?",
-                    (ItemState.OUTCOME_UNKNOWN, _INTERRUPTED, time.time(), ItemState.SUBMITTING),
-                ).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # else ROLLBACK itself fails and hides the cause
-                    conn.execute("ROLLBACK")
-                raise
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
-            conn.close()
-            _unlock(lock)
-            # A damaged file, or a local failure (locked, read-only, disk full).
-            raise _translate(exc, path, "opening the journal") from exc
-        except OSError as exc:  # _tighten's chmod
-            conn.close()
-            _unlock(lock)
-            raise StorageError.wrap(exc, "opening the journal") from exc
-        except BaseException:
-            conn.close()
-            _unlock(lock)
-            raise
+        conn, recovered, lock, run_id = _open_file(path)
         return cls(path, conn, recovered, lock, run_id=run_id)
 
     # ------------------------------------------------------------------ reading
@@ -389,61 +289,101 @@ class Journal:
         """
         self._update(
             index,
-            "state = ?, attempts = attempts + 1, job_id = NULL, hooked = 0, files = '[]', "
-            "reason = NULL",
-            (ItemState.SUBMITTING,),
+            ItemState.SUBMITTING,
+            "attempts = attempts + 1, job_id = NULL, hooked = 0, files = '[]', reason = NULL",
+            (),
         )
 
     def mark_submitted(self, index: int, job_id: str, *, hooked: bool) -> None:
         """Record that a 4o job was accepted as ``job_id`` (``hooked``: with a hook URL)."""
         self._update(
-            index,
-            "state = ?, job_id = ?, hooked = ?, reason = NULL",
-            (
-                ItemState.SUBMITTED,
-                job_id,
-                hooked,
-            ),
+            index, ItemState.SUBMITTED, "job_id = ?, hooked = ?, reason = NULL", (job_id, hooked)
         )
 
     def mark_done(self, index: int, files: Sequence[str]) -> None:
         """Record that the input's images were saved as ``files``; a job id is kept."""
-        self._update(
-            index,
-            "state = ?, files = ?, reason = NULL",
-            (ItemState.DONE, json.dumps(list(files))),
-        )
+        self._update(index, ItemState.DONE, "files = ?, reason = NULL", (json.dumps(list(files)),))
 
     def mark_failed(self, index: int, reason: str) -> None:
         """Record a definite failure; a job id is kept, to say which job failed.
 
         Raises:
-            ValidationError: the row is ``done`` (its images exist), or there is no row.
+            JournalTransitionError: the row is ``done`` (its images exist).
         """
-        self._update(
-            index, "state = ?, reason = ?", (ItemState.FAILED, _storable(reason)), keep_done=True
-        )
+        self._update(index, ItemState.FAILED, "reason = ?", (_storable(reason),))
 
     def mark_unknown(self, index: int, reason: str) -> None:
         """Record that the request may have been accepted, with no answer to say.
 
         Raises:
-            ValidationError: the row is ``done`` (its images exist), or there is no row.
+            JournalTransitionError: the row is ``done`` (its images exist).
         """
-        self._update(
-            index,
-            "state = ?, reason = ?",
-            (ItemState.OUTCOME_UNKNOWN, _storable(reason)),
-            keep_done=True,
-        )
+        self._update(index, ItemState.OUTCOME_UNKNOWN, "reason = ?", (_storable(reason),))
 
     def reset(self, index: int) -> None:
         """Put the row back to pending (to retry or resubmit it); ``attempts`` is kept."""
         self._update(
             index,
-            "state = ?, job_id = NULL, hooked = 0, files = '[]', reason = NULL",
-            (ItemState.PENDING,),
+            ItemState.PENDING,
+            "job_id = NULL, hooked = 0, files = '[]', reason = NULL",
+            (),
         )
+
+    # ------------------------------------------------------------------ JournalStore
+
+    async def load(self) -> Mapping[int, JournalEntry]:
+        """Every row, by index (:meth:`entries`)."""
+        return self.entries()
+
+    async def begin(self, index: int, fingerprint: str, kind: str, label: str) -> JournalEntry:
+        """Add input ``index`` as pending, or return its row (:meth:`add_pending`)."""
+        return self.add_pending(index, fingerprint, kind, label)
+
+    async def transition(
+        self,
+        index: int,
+        new: ItemState,
+        *,
+        job_id: str | None = None,
+        hooked: bool = False,
+        files: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> None:
+        """Move row ``index`` to ``new``: the ``mark_*`` method (or :meth:`reset`) of ``new``.
+
+        Raises:
+            JournalTransitionError: the table forbids the move; nothing was written.
+            ValidationError: there is no such row, or ``new`` lacks what it records
+                (``submitted`` a job id, ``failed`` and ``outcome_unknown`` a reason).
+        """
+        if new is ItemState.SUBMITTING:
+            self.mark_submitting(index)
+        elif new is ItemState.SUBMITTED:
+            self.mark_submitted(index, _required("job_id", job_id, new), hooked=hooked)
+        elif new is ItemState.DONE:
+            self.mark_done(index, files)
+        elif new is ItemState.FAILED:
+            self.mark_failed(index, _required("reason", reason, new))
+        elif new is ItemState.OUTCOME_UNKNOWN:
+            self.mark_unknown(index, _required("reason", reason, new))
+        else:
+            self.reset(index)
+
+    async def claim(self, index: int) -> bool:  # noqa: ARG002 - the protocol's signature
+        """Granted: one process holds this journal (its ``flock``), so no one else runs it."""
+        return True
+
+    async def renew(self, index: int) -> bool:  # noqa: ARG002 - the protocol's signature
+        """Granted: a claim on a local journal does not expire."""
+        return True
+
+    async def release(self, index: int) -> bool:  # noqa: ARG002 - the protocol's signature
+        """Nothing to let go of: every claim on a local journal is granted."""
+        return True
+
+    async def aclose(self) -> None:
+        """Close the journal (:meth:`close`)."""
+        self.close()
 
     def close(self) -> None:
         """Close the database (SQLite then folds the -wal file back in); idempotent."""
@@ -480,25 +420,119 @@ class Journal:
             raise JournalCorruptError(str(self.path), rows=(row[0],), detail=str(exc)) from exc
 
     def _update(
-        self, index: int, assignments: str, values: tuple[Any, ...], *, keep_done: bool = False
+        self, index: int, new: ItemState, assignments: str, values: tuple[Any, ...]
     ) -> None:
-        # One autocommit UPDATE: the common case costs a single short write transaction.
-        where = "idx = ? AND state != 'done'" if keep_done else "idx = ?"
+        """Write row ``index`` to ``new``: the one place every state change goes through.
+
+        One autocommit UPDATE whose WHERE holds the states ``new`` may be reached from:
+        the check and the write are one short transaction, as cheap as the write alone.
+        """
         with self._errors("writing the journal"):
             cursor = self._conn.execute(
-                f"UPDATE items SET {assignments}, updated = ? WHERE {where}",  # noqa: S608 - constant SQL
-                (*values, time.time(), index),
+                _UPDATES[new].format(assignments), (*values, time.time(), index)
             )
         if cursor.rowcount:
             return
-        if self.get(index) is None:
+        entry = self.get(index)
+        if entry is None:
             raise ValidationError("index", index, "no such journal row")
-        raise ValidationError(
-            "index",
-            index,
-            "the journal row is done (its images are saved) and is not marked failed or "
-            "unknown; reset() it first to run it again",
-        )
+        check_transition(entry.state, new, index=index)
+        # The move is legal from the row's state now: another process changed the row
+        # between the two statements, which the journal's lock rules out.
+        raise StorageError(errno.EBUSY, "the journal row changed under a write", str(self.path))
+
+
+def _open_file(path: Path) -> tuple[sqlite3.Connection, int, int | None, str]:
+    """Open, check and recover the journal file: (connection, recovered, lock, run id).
+
+    See :meth:`Journal.open`; nothing is written to a file that fails a check.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
+        lock = _lock(path)
+    except OSError as exc:
+        raise StorageError.wrap(exc, "opening the journal") from exc
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            raise
+        # A NUL byte, or a lone surrogate the OS cannot encode.
+        raise ValidationError("journal", str(path), f"not a usable path ({exc})") from exc
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except BaseException as exc:
+        _unlock(lock)
+        if isinstance(exc, sqlite3.Error):
+            raise _translate(exc, path, "opening the journal") from exc
+        raise
+    # Undecodable text (a damaged cell) reads as bytes, so a row check names it
+    # rather than the whole query failing.
+    conn.text_factory = _decode_text
+    try:
+        # Checked before anything is written: a wrong or damaged file is left as it
+        # was (no WAL switch, no chmod, no recovery, no run id).
+        fresh = _check_schema(conn, path)
+        run_id = None if fresh else _check_contents(conn, path)
+        _tighten(path)
+        # WAL: a commit is one append to the -wal file, no fsync with NORMAL, and
+        # still all-or-nothing when the process dies mid-write.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if fresh:
+                for statement in _CREATE:
+                    conn.execute(statement)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                    [("app", _APP), ("schema", str(_SCHEMA))],
+                )
+            if run_id is None:  # new, or written before run ids existed
+                run_id = secrets.token_hex(8)
+                conn.execute("INSERT INTO meta (key, value) VALUES ('run_id', ?)", (run_id,))
+            # submitting -> outcome_unknown, a move of the transition table.
+            recovered = conn.execute(
+                "UPDATE items SET state = ?, reason = ?, updated = ? WHERE state = ?",
+                (ItemState.OUTCOME_UNKNOWN, _INTERRUPTED, time.time(), ItemState.SUBMITTING),
+            ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # else ROLLBACK itself fails and hides the cause
+                conn.execute("ROLLBACK")
+            raise
+    except (sqlite3.Error, UnicodeDecodeError) as exc:
+        conn.close()
+        _unlock(lock)
+        # A damaged file, or a local failure (locked, read-only, disk full).
+        raise _translate(exc, path, "opening the journal") from exc
+    except OSError as exc:  # _tighten's chmod
+        conn.close()
+        _unlock(lock)
+        raise StorageError.wrap(exc, "opening the journal") from exc
+    except BaseException:
+        conn.close()
+        _unlock(lock)
+        raise
+    return conn, recovered, lock, run_id
+
+
+def _update_sql(new: ItemState) -> str:
+    """The UPDATE moving a row to ``new``, guarded by the states it may come from."""
+    allowed = ", ".join(f"'{s.value}'" for s in sorted(sources(new)))
+    return (
+        f"UPDATE items SET state = '{new.value}', {{}}, updated = ? "  # noqa: S608 - constants
+        f"WHERE idx = ? AND state IN ({allowed})"
+    )
+
+
+#: One guarded UPDATE per target state; ``{}`` takes the state's own assignments.
+_UPDATES: Final = {new: _update_sql(new) for new in ItemState}
+
+
+def _required(name: str, value: str | None, new: ItemState) -> str:
+    if value is None:
+        raise ValidationError(name, value, f"required to enter {new.value}")
+    return value
 
 
 _STATES: Final = frozenset(s.value for s in ItemState)

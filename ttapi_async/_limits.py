@@ -29,6 +29,7 @@ import attrs
 from aiolimiter import AsyncLimiter
 
 from ._errors import ValidationError
+from ._retry import backoff
 
 
 __all__ = ["RequestBudget", "SlotController", "acquire_fast", "busy_backoff"]
@@ -195,17 +196,12 @@ def busy_backoff(
 ) -> float:
     """Seconds to wait before resubmitting after the ``attempt``-th 429/499 in a row.
 
-    ``Retry-After`` wins when the server sent one (capped at ``maximum``); otherwise
-    exponential from ``initial`` (0.5 s by default) with full jitter over the upper half,
-    so many items refused at once do not come back at once.
+    ``Retry-After`` wins when the server sent one (capped at ``maximum``); otherwise the
+    shared :func:`~ttapi_async._retry.backoff` from ``initial`` (0.5 s by default) with
+    full jitter over the upper half, so many items refused at once do not come back at once.
     """
     if retry_after is not None and retry_after >= 0:
         return min(maximum, retry_after)
     if initial is None:
         initial = _busy_initial
-    ceiling = min(maximum, initial * 2.0 ** max(0, attempt - 1))
-    r: float = (rng or _RNG).random()
-    return ceiling / 2 + r * ceiling / 2
-
-
-_RNG: Final = random.Random()  # noqa: S311 - jitter, not security
+    return backoff(max(1, attempt), initial, maximum, jitter=0.5, rng=rng)

@@ -23,6 +23,9 @@ yet". What makes a schedule good is *where* the polls fall:
   together need not all pay for discovering that none finishes in the first seconds. The
   first finished job switches every pending job to the learned schedule.
 
+* A poll that fails (429, 499, 5xx, a drop, garbage) is a passing error: the job's next
+  poll backs off from ``2 * dense_interval`` (:func:`poll_error_delay`), honouring the
+  server's ``Retry-After``, and the job keeps waiting.
 * After a callback, its confirming fetch may fail (429, 5xx, a drop) or lag behind TTAPI's
   own callback (ON_QUEUE while the callback said SUCCESS). Such a job is fetched again
   soon, on ``confirm_retry``'s backoff, for up to ``confirm_window`` seconds
@@ -44,7 +47,8 @@ from typing import Final
 
 import attrs
 
-from ._retry import RetryPolicy
+from ._errors import QueueFullError, RateLimitError
+from ._retry import RetryPolicy, backoff
 
 
 __all__ = [
@@ -54,6 +58,7 @@ __all__ = [
     "dense_gap",
     "jittered",
     "next_poll_delay",
+    "poll_error_delay",
     "reconfirm_delay",
 ]
 
@@ -295,3 +300,20 @@ def reconfirm_delay(
         return None
     wait = retry.backoff(confirms, rng)
     return wait if wait < remaining else None
+
+
+def poll_error_delay(
+    errors: int, policy: PollPolicy, error: BaseException, *, hooked: bool
+) -> float:
+    """Seconds until the next poll of a job whose last ``errors`` polls failed in a row.
+
+    The shared :func:`~ttapi_async._retry.backoff` from ``2 * dense_interval``, doubling
+    up to ``64 * dense_interval`` and ``max_interval``, without jitter; never sooner than
+    the server's ``Retry-After`` (``error`` a 429 or 499 that sent one) nor, for a job
+    whose callback is expected (``hooked``), than ``backstop_interval``.
+    """
+    delay = backoff(min(errors, 6) + 1, policy.dense_interval, policy.max_interval)
+    if hooked:
+        delay = max(delay, policy.backstop_interval)
+    hint = error.retry_after if isinstance(error, RateLimitError | QueueFullError) else None
+    return max(delay, hint or 0.0)

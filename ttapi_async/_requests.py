@@ -21,8 +21,8 @@ from typing import Any, ClassVar, Final, TypeAlias
 import attrs
 
 from ._errors import ValidationError
-from ._images import sniff
-from ._protocol import EditImage, build_dalle3, build_edit, build_generate, build_submit_4o
+from ._inputs import read_edit_input
+from ._protocol import build_dalle3, build_edit, build_generate, build_submit_4o
 
 
 __all__ = [
@@ -205,10 +205,10 @@ def validate(request: Request) -> None:
         build_dalle3(call_params(request), request.extra_body)
     else:
         images = [
-            _read_input(src, "image" if len(request.image) == 1 else f"image[{i}]")
+            read_edit_input(src, "image" if len(request.image) == 1 else f"image[{i}]")
             for i, src in enumerate(request.image)
         ]
-        mask = None if request.mask is None else _read_input(request.mask, "mask")
+        mask = None if request.mask is None else read_edit_input(request.mask, "mask")
         build_edit(call_params(request), images, mask, request.extra_body)
 
 
@@ -219,17 +219,6 @@ def call_params(request: Request) -> dict[str, Any]:
         for f in attrs.fields(type(request))
         if f.name not in _NOT_PARAMS
     }
-
-
-def _read_input(src: str | os.PathLike[str] | bytes, param: str) -> EditImage:
-    if isinstance(src, bytes):
-        data = src
-    else:
-        try:
-            data = Path(src).read_bytes()
-        except OSError as exc:
-            raise ValidationError(param, os.fspath(src), f"cannot read: {exc.strerror}") from exc
-    return EditImage(data=data, info=sniff(data))
 
 
 # ---------------------------------------------------------------------- batch files

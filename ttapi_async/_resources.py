@@ -2,24 +2,22 @@
 
 Strictly private. Each method is the same three steps: build a checked
 :class:`~ttapi_async._protocol.RequestSpec` (nothing is sent if a rule is broken), send it
-through :meth:`Client._call`, and parse the reply, all under one deadline.
+through the :class:`~ttapi_async._sender.Sender` the resource was handed, and parse the
+reply, all under one deadline. ``gpt4o`` is also handed the waiter (``job.wait()``) and
+the webhook receiver, if any (submits then carry a hook URL).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from ._errors import OutcomeUnknownError, RequestTimeout, ValidationError
-from ._images import sniff
+from ._http import RawResponse
+from ._inputs import load_edit_input
 from ._models import ImagesResponse, JobResult, JobSnapshot, ResponseInfo
 from ._protocol import (
-    EditImage,
     build_dalle3,
     build_edit,
     build_fetch,
@@ -29,15 +27,17 @@ from ._protocol import (
     parse_images,
     parse_submit,
 )
-from ._transport import RawResponse
 from ._types import NOT_GIVEN, ImageInput, Timeout
 
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._retry import RetryPolicy
+    from ._sender import Sender
+    from ._waiter import JobWaiter
+    from ._webhook import WebhookReceiver
 
 
-__all__ = ["Dalle3", "GPT4o", "Images", "Job"]
+__all__ = ["Dalle3", "GPT4o", "Images", "Job", "fetch_once"]
 
 
 def _images_parser(raw: RawResponse, info: ResponseInfo) -> ImagesResponse:
@@ -45,10 +45,10 @@ def _images_parser(raw: RawResponse, info: ResponseInfo) -> ImagesResponse:
 
 
 class _Resource:
-    __slots__ = ("_client",)
+    __slots__ = ("_sender",)
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
 
 
 class Images(_Resource):
@@ -106,7 +106,7 @@ class Images(_Resource):
             "user": user,
         }
         spec = build_generate(params, extra_body)
-        return await self._client._call(spec, _images_parser, self._client.deadline(timeout))  # noqa: SLF001
+        return await self._sender.call(spec, _images_parser, self._sender.deadline(timeout))
 
     async def edit(
         self,
@@ -135,16 +135,16 @@ class Images(_Resource):
         checked before anything is sent; ``timeout`` bounds the whole call, reading the
         files included.
         """
-        client = self._client
-        deadline = client.deadline(timeout)
+        sender = self._sender
+        deadline = sender.deadline(timeout)
         sources = _as_list(image)
         try:
             async with asyncio.timeout_at(deadline):
                 images = [
-                    await _load(src, "image" if len(sources) == 1 else f"image[{i}]")
+                    await load_edit_input(src, "image" if len(sources) == 1 else f"image[{i}]")
                     for i, src in enumerate(sources)
                 ]
-                mask_image = None if mask is None else await _load(mask, "mask")
+                mask_image = None if mask is None else await load_edit_input(mask, "mask")
         except TimeoutError as exc:
             msg = "images.edit timed out while reading its input files"
             raise RequestTimeout(msg, request_sent=False) from exc
@@ -161,7 +161,7 @@ class Images(_Resource):
             "user": user,
         }
         spec = build_edit(params, images, mask_image, extra_body)
-        return await client._call(spec, _images_parser, deadline)  # noqa: SLF001
+        return await sender.call(spec, _images_parser, deadline)
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -172,36 +172,6 @@ def _as_list(image: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     if isinstance(image, list | tuple):
         return list(image)
     return [image]  # type: ignore[list-item]  # a str/bytes is one image, not a sequence
-
-
-async def _load(src: object, param: str) -> EditImage:
-    """Read one edit input into bytes and sniff it. Files are read in a worker thread."""
-    data: object
-    if isinstance(src, bytes | bytearray | memoryview):
-        data = bytes(src)
-    elif isinstance(src, str | os.PathLike):
-        text = os.fspath(src)
-        if isinstance(text, str) and text.startswith(("http://", "https://")):
-            raise ValidationError(
-                param, text, "URLs are not accepted; pass a path, bytes or a file"
-            )
-        try:
-            data = await anyio.Path(text).read_bytes()
-        except OSError as exc:
-            raise ValidationError(param, text, f"cannot read the file: {exc.strerror}") from exc
-        except ValueError as exc:  # a NUL or a lone surrogate: no file can have that name
-            raise ValidationError(param, text, "not a usable file path") from exc
-    elif isinstance(src, io.BytesIO):
-        data = src.getvalue()
-    elif hasattr(src, "read"):
-        data = await anyio.to_thread.run_sync(src.read)
-    else:
-        raise ValidationError(
-            param, type(src).__name__, "a path, bytes or a binary file is required"
-        )
-    if not isinstance(data, bytes):
-        raise ValidationError(param, type(data).__name__, "the file must be opened in binary mode")
-    return EditImage(data=data, info=sniff(data))
 
 
 class Dalle3(_Resource):
@@ -240,7 +210,7 @@ class Dalle3(_Resource):
             "model": model,
         }
         spec = build_dalle3(params, extra_body)
-        return await self._client._call(spec, _images_parser, self._client.deadline(timeout))  # noqa: SLF001
+        return await self._sender.call(spec, _images_parser, self._sender.deadline(timeout))
 
 
 class Job:
@@ -285,7 +255,7 @@ class Job:
             JobFailedError: TTAPI reported the job FAILED.
             JobTimeoutError: ``timeout`` passed first (the job goes on; wait again later).
         """
-        return await self._gpt4o._client.waiter.wait(self, timeout=timeout)  # noqa: SLF001
+        return await self._gpt4o.waiter.wait(self, timeout=timeout)
 
 
 class GPT4o(_Resource):
@@ -294,7 +264,16 @@ class GPT4o(_Resource):
     A job yields one image; submit N jobs for N images.
     """
 
-    __slots__ = ()
+    __slots__ = ("waiter", "webhook")
+
+    def __init__(
+        self, sender: Sender, waiter: JobWaiter, webhook: WebhookReceiver | None = None
+    ) -> None:
+        super().__init__(sender)
+        #: The waiter ``job.wait()`` uses (the client's).
+        self.waiter = waiter
+        #: The receiver submits report to (None: no hook URL unless given).
+        self.webhook = webhook
 
     async def submit(
         self,
@@ -311,8 +290,9 @@ class GPT4o(_Resource):
         job's final state there. The submit is billable: it is retried only when it
         provably never reached the server (see :class:`OutcomeUnknownError`).
         """
-        client = self._client
-        receiver = client.webhook if hook_url is None else None
+        sender = self._sender
+        waiter = self.waiter
+        receiver = self.webhook if hook_url is None else None
         if receiver is not None and extra_body and "hookUrl" in extra_body:
             raise ValidationError(
                 "extra_body", "hookUrl", "pass hook_url= (the webhook receiver makes hook URLs)"
@@ -320,7 +300,7 @@ class GPT4o(_Resource):
         token = None
         if receiver is not None:
             # The token is registered before the POST: a callback may beat the reply.
-            token, hook_url = receiver.register(client.waiter)
+            token, hook_url = receiver.register(waiter)
         started = asyncio.get_running_loop().time()
 
         def parse(raw: RawResponse, info: ResponseInfo) -> Job:
@@ -329,7 +309,7 @@ class GPT4o(_Resource):
 
         try:
             spec = build_submit_4o(prompt, refer_images, hook_url, extra_body)
-            job = await client._call(spec, parse, client.deadline(timeout))  # noqa: SLF001
+            job = await sender.call(spec, parse, sender.deadline(timeout))
         except OutcomeUnknownError:
             # The job may exist: its callback (to this token) is the one way to learn its
             # id, so the token stays registered until it expires.
@@ -339,8 +319,8 @@ class GPT4o(_Resource):
                 receiver.release(token)
             raise
         if receiver is not None and token is not None:
-            if client.waiting_enabled:
-                client.waiter.track(job.job_id, hooked=True, started=started)
+            if waiter.running:
+                waiter.track(job.job_id, hooked=True, started=started)
             receiver.bind(token, job.job_id)
         return job
 
@@ -361,7 +341,7 @@ class GPT4o(_Resource):
             JobFailedError: TTAPI reported the job FAILED.
             JobTimeoutError: the job did not end in time; ``job_id`` is on the error.
         """
-        deadline = self._client.deadline(timeout)
+        deadline = self._sender.deadline(timeout)
         job = await self.submit(
             prompt=prompt,
             refer_images=refer_images,
@@ -377,13 +357,20 @@ class GPT4o(_Resource):
         A job that failed comes back as a snapshot with ``status=FAILED`` and the reason
         in ``message``; a failed *request* (unknown job id, auth, ...) raises.
         """
-        spec = build_fetch(job_id)
-
-        def parse(raw: RawResponse, info: ResponseInfo) -> JobSnapshot:
-            return parse_fetch(raw.status, raw.headers, raw.body, job_id, info)
-
-        return await self._client._call(spec, parse, self._client.deadline(timeout))  # noqa: SLF001
+        return await fetch_once(self._sender, job_id, self._sender.deadline(timeout))
 
     def job(self, job_id: str) -> Job:
         """A handle for a job submitted earlier (by this process or another)."""
         return Job(job_id, self)
+
+
+async def fetch_once(
+    sender: Sender, job_id: str, deadline: float | None, retry: RetryPolicy | None = None
+) -> JobSnapshot:
+    """One ``/openai/4o-image/fetch`` of ``job_id`` through ``sender`` (the waiter's fetch)."""
+    spec = build_fetch(job_id)
+
+    def parse(raw: RawResponse, info: ResponseInfo) -> JobSnapshot:
+        return parse_fetch(raw.status, raw.headers, raw.body, job_id, info)
+
+    return await sender.call(spec, parse, deadline, retry)

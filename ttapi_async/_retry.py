@@ -33,9 +33,35 @@ from ._errors import (
 )
 
 
-__all__ = ["RetryPolicy", "default_retry_policy", "is_outcome_unknown"]
+__all__ = ["NO_RETRY", "RetryPolicy", "backoff", "default_retry_policy", "is_outcome_unknown"]
 
 _RNG: Final = random.Random()  # noqa: S311 - jitter, not security
+# Past this many doublings every sane cap has long been reached; clamping the exponent
+# keeps ``2.0 ** n`` from overflowing however long a run keeps failing.
+_MAX_DOUBLINGS: Final = 1000
+
+
+def backoff(
+    attempt: int,
+    initial: float,
+    cap: float,
+    *,
+    jitter: float = 0.0,
+    rng: random.Random | None = None,
+) -> float:
+    """The exponential backoff before attempt number ``attempt`` (1-based): the one formula.
+
+    ``initial`` doubles with each attempt up to ``cap``, then the result is scaled by a
+    random factor in ``[1 - jitter, 1]`` (only ever shortened, so no wait exceeds its
+    nominal length). One number is drawn from ``rng`` when ``jitter`` is not 0. Retries
+    (:meth:`RetryPolicy.backoff`), bulk resubmits after a 429/499
+    (:func:`~ttapi_async._limits.busy_backoff`) and failed polls
+    (:func:`~ttapi_async._polling.poll_error_delay`) all wait by it.
+    """
+    base = min(cap, initial * 2.0 ** min(attempt - 1, _MAX_DOUBLINGS))
+    if jitter:
+        base *= 1 - jitter * (rng or _RNG).random()
+    return base
 
 
 @attrs.frozen
@@ -65,8 +91,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random = _RNG) -> float:
         """The jittered exponential delay before retry number ``retry`` (1-based)."""
-        base = min(self.max_delay, self.initial_delay * 2.0 ** (retry - 1))
-        return base * (1 - self.jitter * rng.random())
+        return backoff(retry, self.initial_delay, self.max_delay, jitter=self.jitter, rng=rng)
 
     def delay(
         self,
@@ -99,6 +124,9 @@ class RetryPolicy:
             return None
         return wait
 
+
+#: No retries: the waiter's polls, which schedule their own next attempt.
+NO_RETRY: Final = RetryPolicy(max_retries=0)
 
 #: ``(initial_delay, max_delay)`` of the policy a client builds when given no ``retry=``
 #: (None: the field defaults). Only :func:`ttapi_async.testing.set_fast_waits` sets it, so

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import aiohttp
 from yarl import URL
@@ -30,30 +30,14 @@ from ._errors import (
     RequestTimeout,
     ResponseFormatError,
 )
+from ._http import RawResponse, SendState
 from ._protocol import API_KEY_HEADER, Multipart, RequestSpec
 
 
-__all__ = ["AiohttpTransport", "RawResponse", "SendState"]
+__all__ = ["AiohttpTransport"]
 
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS: Final = 5
-
-
-class RawResponse(NamedTuple):
-    """A complete HTTP reply: status, headers and the whole body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class SendState:
-    """Whether a request in flight got a connection (so may have been written)."""
-
-    __slots__ = ("connected",)
-
-    def __init__(self) -> None:
-        self.connected = False
 
 
 _STATE: contextvars.ContextVar[SendState | None] = contextvars.ContextVar(

@@ -31,7 +31,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 import attrs
@@ -42,11 +42,7 @@ from ._models import JobSnapshot
 from ._protocol import parse_callback
 
 
-if TYPE_CHECKING:
-    from ._waiter import JobWaiter
-
-
-__all__ = ["WebhookReceiver"]
+__all__ = ["CallbackTarget", "WebhookReceiver"]
 
 log = logging.getLogger("ttapi_async.webhook")
 
@@ -58,9 +54,30 @@ ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+class _RefusalCounter(Protocol):
+    callbacks_refused: int
+
+
+class CallbackTarget(Protocol):
+    """What the receiver needs of a waiter (:class:`~ttapi_async.JobWaiter` is one).
+
+    A Protocol, not the waiter's class: the receiver sits beside the waiter, not above it.
+    """
+
+    #: Called with a job's id when it ends; the receiver sets it (see ``_attach``).
+    _on_end: Callable[[str], object] | None
+
+    @property
+    def stats(self) -> _RefusalCounter:
+        """The waiter's counters; the receiver counts callbacks it refused there."""
+
+    def accept_callback(self, snapshot: JobSnapshot) -> None:
+        """Take a checked callback for one of the waiter's jobs."""
+
+
 @attrs.define
 class _Hook:
-    waiter: JobWaiter | None  # the waiter that minted the token: its callbacks go there
+    waiter: CallbackTarget | None  # the waiter that minted the token: its callbacks go there
     job_id: str | None
     expires: float
     early: list[JobSnapshot] = attrs.Factory(list)  # callbacks that beat the submit reply
@@ -107,7 +124,7 @@ class WebhookReceiver:
         self._hooks: OrderedDict[str, _Hook] = OrderedDict()
         self._expiry: list[tuple[float, str]] = []  # (expires, token), a heap
         # (waiter, job id) -> token: two clients (two servers) may see the same job id.
-        self._by_job: dict[tuple[JobWaiter | None, str], str] = {}
+        self._by_job: dict[tuple[CallbackTarget | None, str], str] = {}
         self.accepted = 0
         self.refused = 0
 
@@ -116,14 +133,14 @@ class WebhookReceiver:
 
     # ------------------------------------------------------------------ registry
 
-    def _attach(self, waiter: JobWaiter) -> None:
+    def _attach(self, waiter: CallbackTarget) -> None:
         """Hear from ``waiter`` (a client's) when its jobs end, to expire their tokens.
 
         Several waiters may attach; each token routes to the one that registered it.
         """
         waiter._on_end = lambda job_id: self._job_ended(waiter, job_id)  # noqa: SLF001
 
-    def _job_ended(self, waiter: JobWaiter | None, job_id: str) -> None:
+    def _job_ended(self, waiter: CallbackTarget | None, job_id: str) -> None:
         """Keep a finished job's token only for the grace period (late duplicates)."""
         token = self._by_job.pop((waiter, job_id), None)
         if token is None:
@@ -137,7 +154,7 @@ class WebhookReceiver:
         """True for a token this receiver minted and still holds (for redaction)."""
         return token in self._hooks
 
-    def register(self, waiter: JobWaiter | None = None) -> tuple[str, str]:
+    def register(self, waiter: CallbackTarget | None = None) -> tuple[str, str]:
         """Mint a token before a submit; returns ``(token, hook_url)``.
 
         Callbacks on the token go to ``waiter`` (the submitting client's); with None they

@@ -3,8 +3,9 @@
 :class:`Emulator` is a real aiohttp server on 127.0.0.1 that answers like
 ``api.ttapi.io``: the OpenAI-compatible ``/v1/images/generations`` and ``/v1/images/edits``,
 the legacy DALL-E 3 route, and 4o-image jobs with ``hookUrl`` callbacks. It checks what
-it receives with the same rule table as the client, returns real PNG/JPEG/WebP bytes of
-the asked size, bills a balance, caps work in flight, and injects faults on demand::
+it receives with its own rule table, written from the wire references (not the client's,
+so the two are compared rather than trusted), returns real PNG/JPEG/WebP bytes of the
+asked size, bills a balance, caps work in flight, and injects faults on demand::
 
     from ttapi_async.testing import Emulator, Fault
 
@@ -30,9 +31,12 @@ Prompt markers: ``[moderation]`` makes ``/v1`` refuse the prompt (400 moderation
 
 from __future__ import annotations
 
-from ._emulator import Charge, Counters, EmulatedJob, Emulator, job_of_image
+from ._billing import Charge
+from ._counters import Counters
+from ._emulator import Emulator
 from ._fast import FAST_POLL_POLICY, fast_waits, fast_waits_enabled, set_fast_waits
 from ._faults import CallbackFaults, Fault
+from ._jobs import EmulatedJob, job_of_image
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Every endpoint through the SDK against the emulator over real HTTP on 127.0.0.1."""
+"""The resources (images, dalle3, gpt4o, jobs): every endpoint through the SDK against the
+emulator over real HTTP on 127.0.0.1, and uploads and local checks against tiny apps."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from PIL import Image
+from servers import OK_IMAGES, Recorder, client, reply_json
 
 import ttapi_async as tt
 from ttapi_async._protocol import API_KEY_HEADER
@@ -428,3 +431,57 @@ async def test_fetch_answered_about_another_job(serve: Serve) -> None:
             await c.gpt4o.job("job-X").fetch()
         assert (await c.gpt4o.fetch("job-Y")).image_url == "https://cdn.example/job-Y.png"
     assert asked == ["job-X", "job-X", "job-Y"]
+
+
+async def test_validation_error_sends_nothing(serve: Serve) -> None:
+    """A broken rule raises before any request is made."""
+    rec = Recorder(reply_json(OK_IMAGES))
+    async with client(await serve(rec.app())) as c:
+        with pytest.raises(tt.ValidationError, match="size"):
+            await c.images.generate(prompt="fox", model="dall-e-3", size="256x256")
+        with pytest.raises(tt.ValidationError, match="quality"):
+            await c.dalle3.generate(prompt="fox", size="1024x1024", quality="low")
+        with pytest.raises(tt.ValidationError, match="refer_images"):
+            await c.gpt4o.submit(prompt="fox", refer_images=["not-a-url"])
+    assert rec.seen == []
+
+
+async def test_edit_uploads_with_sniffed_mime_types(serve: Serve, tmp_path: Any) -> None:
+    """Paths, bytes and files are uploaded as multipart with types read from the bytes."""
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        reader = await request.multipart()
+        async for part in reader:
+            assert isinstance(part, aiohttp.BodyPartReader)
+            seen.append((part.name or "", part.filename, part.headers.get("Content-Type")))
+        return web.json_response(OK_IMAGES)
+
+    app = web.Application()
+    app.router.add_post("/v1/images/edits", handler)
+    png, webp, jpg = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    Image.new("RGB", (8, 8)).save(webp, "WEBP")
+    Image.new("RGB", (8, 8)).save(jpg, "JPEG")
+    path = tmp_path / "photo.bin"  # the name lies; the bytes decide
+    path.write_bytes(jpg.getvalue())
+    async with client(await serve(app)) as c:
+        await c.images.edit(
+            image=[str(path), webp.getvalue(), png], prompt="basket", model="gpt-image-1"
+        )
+    files = [s for s in seen if s[1]]
+    assert [(f[0], f[2]) for f in files] == [
+        ("image[]", "image/jpeg"),
+        ("image[]", "image/webp"),
+        ("image[]", "image/png"),
+    ]
+    assert ("prompt", None, None) in [(s[0], s[1], None) for s in seen]
+
+
+async def test_result_models_are_frozen(serve: Serve) -> None:
+    """Results are frozen attrs models."""
+    rec = Recorder(reply_json(OK_IMAGES))
+    async with client(await serve(rec.app())) as c:
+        r = await c.images.generate(prompt="fox", model="gpt-image-1")
+    with pytest.raises(AttributeError):
+        r.created = 2  # type: ignore[misc]
