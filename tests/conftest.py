@@ -3,15 +3,44 @@ the emulator."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from ttapi_async.testing import Emulator, fast_waits, fast_waits_enabled
+
+# The SDK, its emulator and aiohttp are imported where the fixtures use them, not here:
+# pytest-xdist's main process loads this file too, and only starts the workers after it.
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ttapi_async.testing import Emulator
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Without pytest-xdist (``-p no:xdist``: a serial run), accept pyproject's
+    ``--numprocesses`` and ``--dist`` and ignore them, rather than stop at unknown options."""
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist", "pytest-xdist is off: these are ignored")
+        group.addoption("--numprocesses", dest="numprocesses", default=None)
+        group.addoption("--dist", dest="dist", default="no")
+        group.addoption("--no-loadscope-reorder", action="store_true")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject): one worker more than the CPUs this process may use.
+
+    About 40 % of the suite's time is spent waiting (on emulated jobs, timeouts and child
+    processes), so an extra worker fills the CPUs; more only adds contention and one more
+    collection (about 6 s of CPU) per worker. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or config.option.numprocesses != "auto":
+        return None  # pytest-xdist's own rule
+    return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,10 +52,56 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# pytest-xdist hands each worker whole modules (--dist loadfile), in the order collected
+# (--no-loadscope-reorder). The slowest (serial seconds: 5 to 8 each) go first, so that
+# no worker is left running one of them while the others stand idle at the end.
+_SLOWEST_MODULES = (
+    "test_waiter",
+    "test_properties_protocol",
+    "test_examples",
+    "test_properties_files",
+    "test_resume",
+    "test_faults",
+    "test_cli",
+    "test_admission",
+    "test_properties_webhook",
+    "test_emulator_rules",
+    "test_secrets",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest modules first (a stable sort: each module keeps its own order)."""
+    rank = {name: i for i, name in enumerate(_SLOWEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
+def _utf8_safe(text: str) -> str:
+    """``text`` with any lone surrogate written as a backslash escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Make a test's report sendable as UTF-8, before pytest-xdist sends it on.
+
+    The property suites feed lone surrogates to the SDK, which logs some of what it
+    refuses; a captured log holding one would crash the xdist worker that tries to send
+    the report to the main process (execnet sends strings as UTF-8).
+    """
+    report.sections = [(title, _utf8_safe(content)) for title, content in report.sections]
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if _utf8_safe(text) != text:
+            report.longrepr = _utf8_safe(text)
+
+
 @pytest.fixture(autouse=True)
 def _fast_waits(request: pytest.FixtureRequest) -> Iterator[None]:
     """Clients created without their own policies poll and retry quickly (the emulator's
     jobs take a tenth of a second); tests marked ``default_waits`` keep the defaults."""
+    from ttapi_async.testing import fast_waits  # noqa: PLC0415 - see the imports
+
     with fast_waits(on=request.node.get_closest_marker("default_waits") is None):
         yield
 
@@ -45,6 +120,8 @@ def cli() -> list[str]:
     A child does not inherit this process's fast waits, so with them on it runs the same
     ``main`` after turning them on; a ``default_waits`` test runs the installed script.
     """
+    from ttapi_async.testing import fast_waits_enabled  # noqa: PLC0415 - see the imports
+
     if fast_waits_enabled():
         return [sys.executable, "-c", _FAST_CLI]
     exe = shutil.which("ttapi-async")
@@ -59,6 +136,8 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
     """A fresh emulator on 127.0.0.1 with short 4o jobs."""
+    from ttapi_async.testing import Emulator  # noqa: PLC0415 - see the imports
+
     async with Emulator(job_duration=(0.05, 0.15), seed=1234) as emu:
         yield emu
 
@@ -66,6 +145,8 @@ async def emulator() -> AsyncIterator[Emulator]:
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
     """Start tiny aiohttp apps on 127.0.0.1 for odd replies; returns each app's base URL."""
+    from aiohttp.test_utils import TestServer  # noqa: PLC0415 - see the imports
+
     servers: list[TestServer] = []
 
     async def start(app: web.Application) -> str:

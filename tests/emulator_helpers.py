@@ -14,14 +14,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import anyio
 import attrs
 from aiohttp import web
 from PIL import Image
 
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
     from ttapi_async.testing import Emulator
 
@@ -59,13 +58,6 @@ async def submit(http: aiohttp.ClientSession, emu: Emulator, **body: Any) -> str
     job_id = reply["data"]["jobId"]
     assert isinstance(job_id, str)
     return job_id
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        # Polling: the counters and lists under test have no event to wait on.
-        while not predicate():
-            await anyio.sleep(0.01)
 
 
 def decode(b64: str) -> tuple[bytes, Image.Image]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
+from collections.abc import Callable
 
+import anyio
 import anyio.abc
 import pytest
 
@@ -25,6 +28,34 @@ async def served(tg: anyio.abc.TaskGroup, **kwargs: object) -> tt.WebhookReceive
     rec = tt.WebhookReceiver(f"http://127.0.0.1:{port}/hook", **kwargs)  # type: ignore[arg-type]
     await tg.start(rec.serve, "127.0.0.1", port)
     return rec
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Return once ``predicate()`` holds; fail after ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        # Polling: the counters and lists under test have no event to wait on.
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+async def connect_sending(
+    port: int, data: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to 127.0.0.1:``port`` and send ``data`` before this event loop runs again.
+
+    A receiver served by ``WebhookReceiver.serve`` closes a connection that has sent
+    nothing for ``read_timeout`` seconds. When it runs in this same event loop, a loaded
+    machine that stalls the loop between an asynchronous connect and the first write can
+    trip that timer, so the request would meet a closed connection. Written here with a
+    blocking send on loopback, the bytes are in the server's socket before it accepts.
+    """
+    sock = socket.create_connection(("127.0.0.1", port))
+    try:
+        sock.sendall(data)
+        return await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def require_binary(name: str) -> str:

@@ -81,6 +81,16 @@ def sleeper(seconds: float) -> Callable[[web.Request], Awaitable[web.StreamRespo
     return handler
 
 
+def gated(release: asyncio.Event) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A reply held until ``release`` is set: its call keeps its connection until then."""
+
+    async def handler(_: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.json_response(OK_IMAGES)
+
+    return handler
+
+
 def client(url: str, **kwargs: Any) -> tt.Client:
     kwargs.setdefault("retry", FAST)
     return tt.Client("test-key-123", base_url=url, **kwargs)

@@ -72,7 +72,7 @@ async def test_account_error_pauses_and_a_resume_finishes(
 
 
 async def test_queue_full_lowers_the_job_cap_and_nothing_fails() -> None:
-    async with Emulator(job_duration=(0.1, 0.2), max_in_flight=3, seed=7) as emu:
+    async with Emulator(job_duration=(0.03, 0.06), max_in_flight=3, seed=7) as emu:
         progress: list[BulkProgress] = []
         async with client_for(emu, max_retries=0) as c:
             async with c.bulk(prompts(20), max_jobs=12, on_progress=progress.append) as run:
@@ -87,7 +87,7 @@ async def test_queue_full_lowers_the_job_cap_and_nothing_fails() -> None:
 async def test_break_sends_none_of_the_submits_queued_for_the_budget(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    """Break while 4o submits queue for a 2-per-second budget: the queued ones are never sent.
+    """Break while 4o submits queue for a 4-per-second budget: the queued ones are never sent.
 
     Only what was on the wire is billed, the exit does not wait for the queue to drain,
     nothing is sent afterwards, and the journal matches the bill: every billed item is
@@ -96,13 +96,13 @@ async def test_break_sends_none_of_the_submits_queued_for_the_budget(
     emulator.job_duration = (0.05, 0.05)
     reqs = prompts(12)
     journal = tmp_path / "j.sqlite"
-    async with client_for(emulator, timeout=60, requests_per_second=2) as c:
+    async with client_for(emulator, timeout=60, requests_per_second=4) as c:
         async with c.bulk(reqs, max_jobs=12, max_requests=12, journal=journal) as run:
             async for _ in run:
                 at_break = billed(emulator)
                 break
         at_exit = billed(emulator)
-        await anyio.sleep(1.0)  # two budget tokens' time: a queued submit would go now
+        await anyio.sleep(0.5)  # two budget tokens' time: a queued submit would go now
         assert billed(emulator) == at_exit
         assert c.waiter.pending == 0
     # At most the sends already under way when the caller left; far from all twelve.
@@ -191,8 +191,8 @@ async def test_a_bad_input_lets_started_items_finish_then_raises(
     The job and the call finish and are handed back; the waiting item is never sent and
     stays pending; then the input's error is raised from the loop.
     """
-    emulator.sync_latency = 0.5
-    emulator.job_duration = (0.2, 0.2)
+    emulator.sync_latency = 0.25
+    emulator.job_duration = (0.1, 0.1)
     counters = emulator.counters
 
     async def feed() -> AsyncIterator[tt.Request]:

@@ -61,7 +61,7 @@ async def test_every_input_ends_once_and_is_saved(emulator: Emulator, tmp_path: 
 
 
 async def test_fail_fast_raises_and_leaves_nothing_running(emulator: Emulator) -> None:
-    emulator.job_duration = (0.3, 0.3)
+    emulator.job_duration = (0.15, 0.15)
     reqs = [GPT4oRequest(prompt="[fail] first"), *prompts(40)]
     async with client_for(emulator) as c:
         with pytest.raises(JobFailedError):
@@ -69,7 +69,7 @@ async def test_fail_fast_raises_and_leaves_nothing_running(emulator: Emulator) -
                 async for _ in run:
                     pass
         submitted = sum(emulator.counters.submits_by_prompt.values())
-        await anyio.sleep(0.5)
+        await anyio.sleep(0.25)
         assert c.waiter.pending == 0
     assert submitted < 10
     assert sum(emulator.counters.submits_by_prompt.values()) == submitted
@@ -78,7 +78,7 @@ async def test_fail_fast_raises_and_leaves_nothing_running(emulator: Emulator) -
 async def test_leaving_early_stops_submitting_and_resume_waits_instead(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    emulator.job_duration = (0.2, 0.4)
+    emulator.job_duration = (0.05, 0.1)
     reqs = prompts(30)
     journal = tmp_path / "j.sqlite"
     async with client_for(emulator) as c:

@@ -71,7 +71,7 @@ async def test_balance_402_bills_nothing(http: aiohttp.ClientSession) -> None:
 
 async def test_max_in_flight_counts_running_jobs(http: aiohttp.ClientSession) -> None:
     """Running 4o jobs fill the per-key queue; one more is a 499 until a job ends."""
-    async with Emulator(job_duration=0.3, max_in_flight=2) as emu:
+    async with Emulator(job_duration=0.2, max_in_flight=2) as emu:
         await submit(http, emu)
         await submit(http, emu)
         status, body = await post_json(http, emu, SUBMIT, {"prompt": "p"})
@@ -83,13 +83,13 @@ async def test_max_in_flight_counts_running_jobs(http: aiohttp.ClientSession) ->
         }
         assert emu.counters.billed[SUBMIT] == 2
         assert emu.counters.in_flight_peak == 2
-        await anyio.sleep(0.4)
+        await anyio.sleep(0.25)  # the jobs end 0.2 s after their submits
         await submit(http, emu)
 
 
 async def test_max_in_flight_counts_sync_calls(http: aiohttp.ClientSession) -> None:
     """A sync call in progress holds a slot: a concurrent one beyond the cap gets 499."""
-    async with Emulator(sync_latency=0.3, max_in_flight=1) as emu:
+    async with Emulator(sync_latency=0.15, max_in_flight=1) as emu:
         results = await asyncio.gather(
             post_json(http, emu, GEN, {"prompt": "a"}),
             post_json(http, emu, GEN, {"prompt": "b"}),

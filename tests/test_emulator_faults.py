@@ -21,8 +21,8 @@ from emulator_helpers import (
     key,
     post_json,
     submit,
-    wait_until,
 )
+from helpers import wait_until
 
 from ttapi_async.testing import (
     Emulator,
@@ -206,7 +206,7 @@ async def test_status_fault_with_an_html_page(
 
 async def test_hanging_reply_after_accept(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     """An after_accept latency fault holds the reply of a job that already exists."""
-    emulator.add_fault(Fault(route=SUBMIT, kind="latency", delay=0.4, after_accept=True))
+    emulator.add_fault(Fault(route=SUBMIT, kind="latency", delay=0.25, after_accept=True))
     async with anyio.create_task_group() as tg:
         replies: list[str] = []
 

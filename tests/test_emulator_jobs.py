@@ -19,8 +19,8 @@ from emulator_helpers import (
     post_json,
     receiver,
     submit,
-    wait_until,
 )
+from helpers import wait_until
 from PIL import Image
 
 from ttapi_async.testing import (

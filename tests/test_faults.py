@@ -32,7 +32,11 @@ CELLS = [
 
 @pytest.fixture(scope="module")
 def matrix() -> dict[tuple[str, str], faults.Cell]:
-    """Run the small matrix once for the whole module."""
+    """Run the small matrix once for the whole module.
+
+    Once per process: under pytest-xdist, ``--dist loadfile`` (pyproject) keeps this
+    module's tests on one worker, so it runs once there too.
+    """
     cells = anyio.run(functools.partial(faults.run_matrix, faults.SMALL))
     return {(c.scenario, c.mode): c for c in cells}
 

@@ -115,7 +115,7 @@ async def test_bad_request_items_are_reported_not_raised(emulator: Emulator) -> 
 async def test_a_wait_that_times_out_hands_back_the_job_and_a_resume_waits_again(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    emulator.job_duration = (1.0, 1.0)
+    emulator.job_duration = (0.5, 0.5)
     journal = tmp_path / "j.sqlite"
     progress: list[BulkProgress] = []
     async with client_for(emulator) as c:
@@ -261,7 +261,7 @@ async def test_stop_while_the_client_retries_a_refused_submit(
     from ttapi_async._protocol import PATH_4O_SUBMIT  # noqa: PLC0415
 
     route = PATH_4O_SUBMIT if kind == "4o" else PATH_GENERATE
-    emulator.add_fault(Fault(route=route, status=429, count=1, retry_after=0.3))
+    emulator.add_fault(Fault(route=route, status=429, count=1, retry_after=0.15))
     req: tt.Request = (
         GPT4oRequest(prompt="p 0")
         if kind == "4o"

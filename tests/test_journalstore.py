@@ -187,7 +187,7 @@ async def test_a_run_writes_through_any_journal_store(emulator: Emulator) -> Non
     and the store stays open (it is the caller's)."""
     store = MemoryStore()
     reqs: list[tt.Request] = [*prompts(3), *generations(2)]
-    async with client_for(emulator) as c, c.bulk(reqs, journal=store) as run:  # type: ignore[arg-type]
+    async with client_for(emulator) as c, c.bulk(reqs, journal=store) as run:
         got = {o.index: o async for o in run}
     assert all(o.ok for o in got.values())
     assert {i: e.state for i, e in (await store.load()).items()} == dict.fromkeys(range(5), D)
@@ -203,7 +203,7 @@ async def test_items_another_worker_claimed_are_left_to_it(emulator: Emulator) -
     never sent, never handed back, and in ordered mode it holds nothing back."""
     store = MemoryStore(refuse=frozenset({0, 2}))
     async with client_for(emulator) as c:
-        async with c.bulk(prompts(4), journal=store, ordered=True) as run:  # type: ignore[arg-type]
+        async with c.bulk(prompts(4), journal=store, ordered=True) as run:
             got = [o async for o in run]
     assert [o.index for o in got] == [1, 3]
     assert all(o.ok for o in got)

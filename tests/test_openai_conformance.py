@@ -11,13 +11,14 @@ import io
 from typing import TYPE_CHECKING
 
 import aiohttp
-import openai
 import pytest
 from PIL import Image
 
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    import openai
 
     from ttapi_async.testing import Emulator
 
@@ -27,6 +28,9 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def client(emulator: Emulator) -> AsyncIterator[openai.AsyncOpenAI]:
+    # Imported here, not at the top: about a second, paid only by a worker that runs these.
+    import openai  # noqa: PLC0415
+
     async with openai.AsyncOpenAI(
         base_url=emulator.url + "/v1", api_key=emulator.api_key, max_retries=0
     ) as c:
@@ -117,6 +121,8 @@ async def test_validation_error_is_bad_request(
     client: openai.AsyncOpenAI, emulator: Emulator
 ) -> None:
     """A rule violation surfaces as openai.BadRequestError with OpenAI's code and param."""
+    import openai  # noqa: PLC0415 - see the client fixture
+
     with pytest.raises(openai.BadRequestError) as info:
         await client.images.generate(model="dall-e-2", prompt="p", size="1536x1024")
     assert info.value.status_code == 400
@@ -130,6 +136,8 @@ async def test_validation_error_is_bad_request(
 
 async def test_bad_key_is_authentication_error(emulator: Emulator) -> None:
     """The gateway's 401 envelope surfaces as openai.AuthenticationError."""
+    import openai  # noqa: PLC0415 - see the client fixture
+
     async with openai.AsyncOpenAI(
         base_url=emulator.url + "/v1", api_key="wrong", max_retries=0
     ) as bad:

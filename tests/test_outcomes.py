@@ -34,7 +34,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_ordered_mode_keeps_input_order_within_the_window(emulator: Emulator) -> None:
-    emulator.job_duration = (0.01, 0.3)
+    emulator.job_duration = (0.01, 0.1)
     pulled = 0
 
     async def feed() -> AsyncIterator[GPT4oRequest]:
@@ -66,7 +66,7 @@ async def test_ordered_stop_hands_back_what_finished_behind_an_unsent_item(
     Item 0 never starts, so it must not hold the later items back: every item the journal
     says is done is handed back, in order, and item 0 stays pending, unbilled.
     """
-    emulator.add_fault(Fault(route=PATH_GENERATE, status=429, count=1, retry_after=2))
+    emulator.add_fault(Fault(route=PATH_GENERATE, status=429, count=1, retry_after=0.5))
     reqs: list[tt.Request] = [GenerateRequest(prompt="g 0", model="gpt-image-1"), *prompts(2)]
     journal = tmp_path / "j.sqlite"
 
@@ -97,7 +97,7 @@ async def test_ordered_pause_hands_back_what_finished_behind_an_unsent_item(
     The run pauses; the running jobs finish and are handed back although item 0, ahead of
     them in the order, never started. Then BulkPausedError is raised.
     """
-    emulator.add_fault(Fault(route=PATH_GENERATE, kind="latency", delay=0.5, count=1))
+    emulator.add_fault(Fault(route=PATH_GENERATE, kind="latency", delay=0.25, count=1))
     emulator.add_fault(Fault(route=PATH_GENERATE, status=402, count=1))
     reqs: list[tt.Request] = [GenerateRequest(prompt="g 0", model="gpt-image-1"), *prompts(2)]
     journal = tmp_path / "j.sqlite"

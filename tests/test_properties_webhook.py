@@ -17,7 +17,6 @@ sends one request per example to ``serve()`` (and, in the second test, to the AS
 
 from __future__ import annotations
 
-import asyncio
 import json
 import string
 from collections import defaultdict
@@ -27,7 +26,7 @@ from typing import Any
 import anyio
 import attrs
 import pytest
-from helpers import free_port
+from helpers import connect_sending, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -300,18 +299,16 @@ async def send(
     else:
         headers.append(f"Content-Length: {len(body)}")
     head = ("\r\n".join(headers) + "\r\n\r\n").encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # The head (and a body sent at once) goes out with the connect, before the receiver's
+    # idle-connection timer (read_timeout) can run: see connect_sending.
+    reader, writer = await connect_sending(port, head if delivery == "pieces" else head + payload)
     try:
         try:
-            writer.write(head)
             if delivery == "pieces":  # a slow sender, well within read_timeout
                 for start in range(0, len(payload), max(1, len(payload) // 3)):
                     writer.write(payload[start : start + max(1, len(payload) // 3)])
                     await writer.drain()
                     await anyio.sleep(PIECE_GAP)
-            else:
-                writer.write(payload)
-            await writer.drain()
             cut = False
         except ConnectionError:
             cut = True  # answered (413, say) and closed before the body was all written

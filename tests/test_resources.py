@@ -214,8 +214,8 @@ async def test_4o_failed_job_is_a_snapshot(emulator: Emulator) -> None:
     """A job that fails comes back as FAILED with the reason, not as an exception."""
     async with sdk(emulator) as c:
         job = await c.gpt4o.submit(prompt="[fail] draw")
-        await asyncio.sleep(0.3)
-        snap = await job.fetch()
+        while not (snap := await job.fetch()).is_terminal:
+            await asyncio.sleep(0.05)
     assert snap.failed
     assert snap.message
 
@@ -331,7 +331,7 @@ async def test_fetch_rides_out_faults(emulator: Emulator) -> None:
 
 async def test_latency_and_call_timeout(emulator: Emulator) -> None:
     """A slow server and a short timeout: the generation's outcome is unknown."""
-    emulator.sync_latency = 1.0
+    emulator.sync_latency = 0.3  # the reply cannot come before the 0.2 s timeout
     async with sdk(emulator) as c:
         with pytest.raises(tt.OutcomeUnknownError) as info:
             await c.images.generate(prompt="fox", model="gpt-image-1", timeout=0.2)

@@ -69,7 +69,7 @@ async def test_kill_9_and_resume(cli: list[str], tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"a lighthouse, take {i}" for i in range(N)) + "\n")
     out = tmp_path / "out"
-    async with Emulator(job_duration=(0.2, 0.6), seed=5) as emu:
+    async with Emulator(job_duration=(0.1, 0.3), seed=5) as emu:
         env = {**os.environ, "TTAPI_API_KEY": emu.api_key, "TTAPI_BASE_URL": emu.url}
         cmd = batch_cmd(cli, prompts, out)
         code, _ = await run_batch(cmd, env, kill_after=10)

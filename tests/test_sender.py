@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import anyio
 import pytest
+from helpers import wait_until
 from servers import (
     OK_IMAGES,
     ON_QUEUE,
@@ -13,6 +15,7 @@ from servers import (
     Serve,
     client,
     drop,
+    gated,
     reply_json,
     reply_raw,
     sleeper,
@@ -202,13 +205,15 @@ async def test_timeout_while_waiting_for_answer(serve: Serve) -> None:
 
 async def test_timeout_before_sending_is_a_plain_timeout(serve: Serve) -> None:
     """Waiting for a pooled connection past the deadline: never sent, so not 'unknown'."""
-    rec = Recorder(sleeper(1.0))
+    release = asyncio.Event()
+    rec = Recorder(gated(release))
     async with client(await serve(rec.app()), max_connections=1) as c:
         slow = asyncio.create_task(c.images.generate(prompt="a", model="gpt-image-1"))
-        await asyncio.sleep(0.1)
-        with pytest.raises(tt.RequestTimeout) as info:
+        await wait_until(lambda: len(rec.seen) == 1)  # it holds the only connection
+        with pytest.raises(tt.RequestTimeout) as info, anyio.fail_after(10):
             await c.images.generate(prompt="b", model="gpt-image-1", timeout=0.2)
         assert not info.value.request_sent
+        release.set()
         await slow
     assert len(rec.seen) == 1  # the second request never left
 
@@ -233,3 +238,14 @@ async def test_exhausted_timeout_sends_nothing(serve: Serve) -> None:
                 await c.images.generate(prompt="fox", model="gpt-image-1", timeout=timeout)
             assert not info.value.request_sent
     assert rec.seen == []
+
+
+async def test_the_clients_default_timeout_bounds_a_call(serve: Serve) -> None:
+    """With no timeout= the client's default bounds the call (its prebuilt limits path)."""
+    rec = Recorder(sleeper(5.0))
+    async with client(await serve(rec.app()), timeout=0.2) as c:
+        start = asyncio.get_running_loop().time()
+        with pytest.raises(tt.RequestTimeout):
+            await c.gpt4o.fetch("j1")
+        # Bounded by the 0.2 s default, not by the server's 5 s: generous under load.
+        assert asyncio.get_running_loop().time() - start < 2.5

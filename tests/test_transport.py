@@ -8,10 +8,12 @@ import io
 import json
 from collections.abc import Awaitable, Callable
 
+import anyio
 import pytest
 from aiohttp import web
+from helpers import wait_until
 from PIL import Image
-from servers import OK_IMAGES, Recorder, Serve, client, reply_json, sleeper
+from servers import OK_IMAGES, Recorder, Serve, client, gated, reply_json
 
 import ttapi_async as tt
 
@@ -98,12 +100,14 @@ async def test_malformed_location_is_a_redirect_error(serve: Serve, location: st
 
 async def test_pool_timeout_is_a_connect_error(serve: Serve) -> None:
     """No connection from the pool in time raises ConnectError (never sent, retried)."""
-    rec = Recorder(sleeper(0.6))
+    release = asyncio.Event()
+    rec = Recorder(gated(release))
     async with client(await serve(rec.app()), max_connections=1, pool_timeout=0.05) as c:
         slow = asyncio.create_task(c.images.generate(prompt="a", model="gpt-image-1"))
-        await asyncio.sleep(0.05)
-        with pytest.raises(tt.ConnectError):
+        await wait_until(lambda: len(rec.seen) == 1)  # it holds the only connection
+        with pytest.raises(tt.ConnectError), anyio.fail_after(10):
             await c.images.generate(prompt="b", model="gpt-image-1")
+        release.set()
         await slow
     assert len(rec.seen) == 1
 

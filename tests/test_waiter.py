@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from helpers import served
+from helpers import served, wait_until
 
 import ttapi_async as tt
 from ttapi_async._waiter import _Expiring
@@ -73,7 +73,7 @@ async def test_failed_job_reaches_every_waiter_once(emulator: Emulator) -> None:
 
 async def test_waiters_share_polls_and_result(emulator: Emulator) -> None:
     """Many waits on one job share one poll stream and the same result."""
-    emulator.job_duration = 0.4
+    emulator.job_duration = 0.25
     async with sdk(emulator) as c:
         job = await c.gpt4o.submit(prompt="shared")
         results = await asyncio.gather(*(job.wait(timeout=10) for _ in range(20)))
@@ -85,7 +85,7 @@ async def test_waiters_share_polls_and_result(emulator: Emulator) -> None:
 
 async def test_timeout_then_wait_again(emulator: Emulator) -> None:
     """A wait that times out raises JobTimeoutError with the id; the job is not lost."""
-    emulator.job_duration = 1.0
+    emulator.job_duration = 0.4
     async with sdk(emulator) as c:
         job = await c.gpt4o.submit(prompt="slow")
         with pytest.raises(tt.JobTimeoutError) as info:
@@ -99,7 +99,7 @@ async def test_timeout_then_wait_again(emulator: Emulator) -> None:
 
 async def test_cancelled_wait_does_not_lose_the_job(emulator: Emulator) -> None:
     """Cancelling a wait leaves the job to be waited on again."""
-    emulator.job_duration = 0.6
+    emulator.job_duration = 0.3
     async with sdk(emulator) as c:
         job = await c.gpt4o.submit(prompt="cancel me")
         with anyio.move_on_after(0.1):
@@ -122,7 +122,9 @@ async def test_poll_errors_never_fail_a_paid_job(emulator: Emulator) -> None:
     ]
     for fault in faults:
         emulator.add_fault(fault)
-    async with sdk(emulator) as c:
+    # Ten poll errors in a row: a flat 50 ms schedule instead of QUICK's backoff to 0.2 s.
+    policy = tt.PollPolicy(initial_delay=0.05, dense_interval=0.05, max_interval=0.05)
+    async with sdk(emulator, poll_policy=policy) as c:
         result = await c.gpt4o.generate(prompt="through the storm", timeout=20)
     assert result.job_id
     # aiohttp itself re-sends a GET once when a kept-alive connection was dropped, so a
@@ -138,7 +140,7 @@ async def test_auth_errors_while_polling_time_out_with_the_reason(emulator: Emul
         job = await c.gpt4o.submit(prompt="x")
         emulator.add_fault(Fault(route="/openai/4o-image/fetch", status=401))
         with pytest.raises(tt.JobTimeoutError) as info:
-            await job.wait(timeout=0.5)
+            await job.wait(timeout=0.25)
     assert isinstance(info.value.last_error, tt.AuthenticationError)
 
 
@@ -244,7 +246,7 @@ async def test_lost_callback_is_caught_by_the_backstop(emulator: Emulator) -> No
     emulator.callbacks = CallbackFaults(lose_rate=1.0)
     async with anyio.create_task_group() as tg:
         rec = await served(tg)
-        policy = tt.PollPolicy(backstop_interval=0.3)
+        policy = tt.PollPolicy(backstop_interval=0.15)
         async with sdk(emulator, webhook=rec, poll_policy=policy) as c:
             result = await c.gpt4o.generate(prompt="lost", timeout=10)
         tg.cancel_scope.cancel()
@@ -272,7 +274,7 @@ async def test_duplicate_and_early_callbacks(emulator: Emulator) -> None:
 
 async def test_forged_and_bad_callbacks_change_nothing(emulator: Emulator) -> None:
     """Unknown tokens get 404, junk 400, oversize 413; a forged SUCCESS is confirmed away."""
-    emulator.job_duration = 0.8
+    emulator.job_duration = 0.4  # the five posts below take about 20 ms
     async with anyio.create_task_group() as tg:
         rec = await served(tg, max_body=2048)
         async with sdk(emulator, webhook=rec) as c, aiohttp.ClientSession() as http:
@@ -350,14 +352,15 @@ async def test_many_jobs_due_at_the_same_instant(emulator: Emulator) -> None:
 async def test_callback_delayed_past_the_backstop(emulator: Emulator) -> None:
     """The backstop poll ends the job first; the late callback is a harmless duplicate."""
     emulator.job_duration = 0.1
-    emulator.callbacks = CallbackFaults(delay=0.8)
+    emulator.callbacks = CallbackFaults(delay=0.4)
     async with anyio.create_task_group() as tg:
         rec = await served(tg)
-        policy = tt.PollPolicy(backstop_interval=0.3)
+        policy = tt.PollPolicy(backstop_interval=0.15)
         async with sdk(emulator, webhook=rec, poll_policy=policy) as c:
             result = await c.gpt4o.generate(prompt="late hook", timeout=10)
             assert result.source == "poll"
-            await anyio.sleep(1.0)  # the callback lands after the job ended
+            # The callback lands after the job ended; wait until the receiver has taken it.
+            await wait_until(lambda: rec.accepted + rec.refused >= 1)
             assert c.waiter.stats.callbacks_duplicate == 1
             assert c.waiter.stats.succeeded == 1
             assert c.waiter.pending == 0
@@ -367,11 +370,11 @@ async def test_callback_delayed_past_the_backstop(emulator: Emulator) -> None:
 
 async def test_poll_in_flight_when_a_wait_times_out(emulator: Emulator) -> None:
     """A poll that outlives its wait hands its answer to the next wait: resolved once, promptly."""
-    emulator.job_duration = 0.3
+    emulator.job_duration = 0.15
     async with sdk(emulator, poll_policy=tt.PollPolicy.fixed(3.0)) as c:
         job = await c.gpt4o.submit(prompt="slow poll")
         emulator.add_fault(
-            Fault(route="/openai/4o-image/fetch", kind="latency", delay=0.6, count=1)
+            Fault(route="/openai/4o-image/fetch", kind="latency", delay=0.3, count=1)
         )
         with pytest.raises(tt.JobTimeoutError):
             await c.waiter.wait(job.job_id, timeout=0.2)  # its first poll is still in flight
@@ -385,20 +388,20 @@ async def test_poll_in_flight_when_a_wait_times_out(emulator: Emulator) -> None:
 
 async def test_callback_during_an_in_flight_poll_is_not_lost(emulator: Emulator) -> None:
     """A callback that lands while a backstop poll is in flight triggers a poll right after it."""
-    emulator.job_duration = 2.05
+    emulator.job_duration = 1.05
     emulator.add_fault(
-        Fault(route="/openai/4o-image/fetch", kind="latency", delay=0.4, count=1, after_accept=True)
+        Fault(route="/openai/4o-image/fetch", kind="latency", delay=0.2, count=1, after_accept=True)
     )
     async with anyio.create_task_group() as tg:
         rec = await served(tg)
-        policy = tt.PollPolicy(backstop_interval=2.0)
+        policy = tt.PollPolicy(backstop_interval=1.0)
         async with sdk(emulator, webhook=rec, poll_policy=policy) as c:
             start = anyio.current_time()
             result = await c.gpt4o.generate(prompt="in flight", timeout=10)
             waited = anyio.current_time() - start
         tg.cancel_scope.cancel()
     assert result.source == "webhook"
-    assert waited < 3.2  # not another full backstop interval (2 s) after the stale reply
+    assert waited < 1.7  # not another full backstop interval (1 s) after the stale reply
 
 
 def test_early_callback_for_another_job_is_refused() -> None:

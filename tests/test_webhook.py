@@ -17,7 +17,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
-from helpers import served
+from helpers import connect_sending, served
 
 import ttapi_async as tt
 from ttapi_async.testing import Emulator
@@ -28,7 +28,11 @@ pytestmark = pytest.mark.anyio
 Serve = Callable[[web.Application], Awaitable[str]]
 
 QUICK = tt.PollPolicy(initial_delay=0.05, growth=1.5, max_interval=0.2, dense_interval=0.05)
-HOOKED = tt.PollPolicy(backstop_interval=3600.0)  # only callbacks (and their re-confirms) end jobs
+# Only callbacks (and their re-confirms, 50-200 ms apart here) end jobs.
+HOOKED = tt.PollPolicy(
+    backstop_interval=3600.0,
+    confirm_retry=tt.RetryPolicy(max_retries=100, initial_delay=0.05, max_delay=0.2),
+)
 FAST_RETRY = tt.RetryPolicy(initial_delay=0.01, max_delay=0.05)
 WAIT = 20.0  # a wait that needs the backstop fails this; a working one ends in well under 5 s
 
@@ -110,7 +114,9 @@ async def test_a_fetch_about_another_job_is_a_passing_poll_error(serve: Serve) -
     tiny = TinyTTAPI()
     tiny.script["job-X"] = [(200, body("job-Y"), {})] * 3
     url = await serve(tiny.app)
-    async with client(url) as c:
+    # Three poll errors in a row: a flat 50 ms schedule instead of QUICK's backoff.
+    flat = tt.PollPolicy(initial_delay=0.05, dense_interval=0.05, max_interval=0.05)
+    async with client(url, poll_policy=flat) as c:
         result = await c.waiter.wait("job-X", timeout=WAIT)
         stats = c.waiter.stats
     assert result.job_id == "job-X"
@@ -153,10 +159,10 @@ async def test_one_receiver_two_clients_each_get_their_callbacks(emulator: Emula
 
 
 async def test_confirmation_rate_limited_is_retried_soon(serve: Serve) -> None:
-    """The confirming fetch gets 429 Retry-After: 1; the next one, soon after, agrees."""
+    """The confirming fetch gets 429 Retry-After: 0.2; the next one, soon after, agrees."""
     tiny = TinyTTAPI()
     tiny.script["job-1"] = [
-        (429, {"status": "FAILED", "message": "slow down"}, {"Retry-After": "1"})
+        (429, {"status": "FAILED", "message": "slow down"}, {"Retry-After": "0.2"})
     ]
     url = await serve(tiny.app)
     async with anyio.create_task_group() as tg:
@@ -254,10 +260,8 @@ async def test_a_cross_job_early_callback_never_displaces_the_true_one(
 
 async def raw_request(port: int, head: bytes, body_part: bytes) -> bytes:
     """Send a request head and part of its body, then read the status line (or b'')."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await connect_sending(port, head + body_part)
     try:
-        writer.write(head + body_part)
-        await writer.drain()
         return await reader.readline()
     finally:
         writer.close()
@@ -273,7 +277,7 @@ def stalled_head(path: str, length: int) -> bytes:
 async def test_serve_answers_a_stalled_body_with_408_and_keeps_serving() -> None:
     """A body that stops arriving gets 408 after read_timeout; the server still answers."""
     async with anyio.create_task_group() as tg:
-        rec = await served(tg, read_timeout=0.3)
+        rec = await served(tg, read_timeout=0.1)
         token, url = rec.register()
         rec.bind(token, "j1")
         port = int(url.split(":")[2].split("/")[0])
@@ -289,7 +293,7 @@ async def test_serve_answers_a_stalled_body_with_408_and_keeps_serving() -> None
 async def test_serve_closes_a_connection_whose_headers_never_end() -> None:
     """A request head cut short is not held open either: closed after read_timeout."""
     async with anyio.create_task_group() as tg:
-        rec = await served(tg, read_timeout=0.3)
+        rec = await served(tg, read_timeout=0.1)
         port = int(rec.public_url.split(":")[2].split("/")[0])
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /hook/x HTTP/1.1\r\nHost: 127.")  # and nothing more
@@ -303,7 +307,7 @@ async def test_serve_closes_a_connection_whose_headers_never_end() -> None:
 
 async def test_aiohttp_mount_answers_a_stalled_body_with_408(serve: Serve) -> None:
     """The same bound holds for the handler mounted in an application of one's own."""
-    rec = tt.WebhookReceiver("http://127.0.0.1/ttapi/hook", read_timeout=0.3)
+    rec = tt.WebhookReceiver("http://127.0.0.1/ttapi/hook", read_timeout=0.1)
     app = web.Application()
     rec.add_to_app(app)
     base = await serve(app)
@@ -316,7 +320,7 @@ async def test_aiohttp_mount_answers_a_stalled_body_with_408(serve: Serve) -> No
 
 async def test_asgi_app_answers_a_stalled_body_with_408() -> None:
     """The ASGI app bounds the wait for the rest of a body too."""
-    rec = tt.WebhookReceiver("https://example.com/hook", read_timeout=0.3)
+    rec = tt.WebhookReceiver("https://example.com/hook", read_timeout=0.1)
     token, _ = rec.register()
     sent: list[dict[str, object]] = []
     calls = 0

@@ -52,6 +52,7 @@ from ._errors import (
     ValidationError,
 )
 from ._journal import ItemState, Journal, JournalEntry
+from ._journalstore import JournalStore
 from ._limits import RequestBudget
 from ._models import (
     ImageData,
@@ -126,6 +127,7 @@ __all__ = [
     "Journal",
     "JournalCorruptError",
     "JournalEntry",
+    "JournalStore",
     "JournalTransitionError",
     "NotFoundError",
     "NotGiven",

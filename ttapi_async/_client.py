@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._http import Transport
-    from ._journal import Journal
+    from ._journalstore import JournalStore
     from ._requests import Request
     from ._webhook import WebhookReceiver
 
@@ -144,7 +144,12 @@ class Client:
         }
 
         def open_transport() -> Transport:
-            return AiohttpTransport(self.base_url, key, **transport_args)  # type: ignore[arg-type]
+            return AiohttpTransport(
+                self.base_url,
+                key,
+                default_timeout=timeout,
+                **transport_args,  # type: ignore[arg-type]
+            )
 
         # Servers may quote the key or a hook URL back; every error leaving a call is
         # scrubbed of them first, so no message, log line or journal row repeats them.
@@ -261,7 +266,7 @@ class Client:
         save_to: str | os.PathLike[str] | None = None,
         sidecar: bool = True,
         max_bytes: int = 64 * 1024 * 1024,
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JournalStore | None = None,
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         wait_timeout: Timeout = NOT_GIVEN,
@@ -298,8 +303,9 @@ class Client:
             save_to: save each result's images (and a JSON sidecar) into this folder.
             sidecar: write the JSON sidecar next to each saved image.
             max_bytes: size cap of one saved image.
-            journal: a SQLite file (or an open :class:`Journal`) recording each item's
-                state; the same run started again resumes from it.
+            journal: a SQLite file, an open :class:`Journal`, or any other
+                :class:`JournalStore`, recording each item's state; the same run started
+                again resumes from it.
             resubmit_unknown: with a journal, submit again the items whose outcome was
                 unknown (they may have been billed once already).
             retry_failed: with a journal, run again the items that failed.

@@ -24,7 +24,7 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -101,24 +101,34 @@ class Multipart:
     files: tuple[tuple[str, str, bytes, str], ...] = attrs.field(repr=False)
 
 
-@attrs.frozen
-class RequestSpec:
+class RequestSpec(NamedTuple):
     """One HTTP request, fully described.
 
     ``billable`` marks calls that create paid work: they are retried only when the
     request provably never reached the server (see :mod:`ttapi_async._retry`).
     ``secrets`` are values in the body that a server's reply must never be repeated
     with (a hook URL carries a token): errors about this request hide them.
+
+    A named tuple rather than an attrs class: one is built per call on the benchmarked
+    request path, and a tuple is built in a third of the time of a frozen attrs instance.
+    It is immutable all the same, and nothing outside the SDK sees it.
     """
 
     operation: str
     method: str
     path: str
-    body: bytes | Multipart | None = attrs.field(default=None, repr=False)
+    body: bytes | Multipart | None = None
     params: Mapping[str, str] | None = None
     json: bool = True
     billable: bool = False
-    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        # The body (a prompt, image bytes) and the secrets (hook URLs) stay out of reprs.
+        return (
+            f"RequestSpec(operation={self.operation!r}, method={self.method!r}, "
+            f"path={self.path!r}, billable={self.billable!r})"
+        )
 
 
 @attrs.frozen

@@ -156,24 +156,32 @@ def _structure_images_response(o: dict[str, Any], _: Any) -> ImagesResponse:
     stay strings, integers are ints, unknown keys are ignored).
     """
     usage = o.get("usage")
+    # Each optional string is read inline when it already is a str or None (nearly always)
+    # and goes through _str_or_none's full rule only otherwise: a call saved per field.
+    images = []
+    for i in o.get("data") or ():  # "data" is optional in OpenAI's schema
+        b64, url, revised = i.get("b64_json"), i.get("url"), i.get("revised_prompt")
+        images.append(
+            ImageData(
+                b64 if b64 is None or type(b64) is str else _str_or_none(b64),
+                url if url is None or type(url) is str else _str_or_none(url),
+                revised if revised is None or type(revised) is str else _str_or_none(revised),
+            )
+        )
+    bg, fmt, quality, size = (
+        o.get("background"),
+        o.get("output_format"),
+        o.get("quality"),
+        o.get("size"),
+    )
     return ImagesResponse(
         int(o["created"]),
-        tuple(
-            [
-                ImageData(
-                    _str_or_none(i.get("b64_json")),
-                    _str_or_none(i.get("url")),
-                    _str_or_none(i.get("revised_prompt")),
-                )
-                # "data" is optional in OpenAI's schema (only "created" is required).
-                for i in o.get("data") or ()
-            ]
-        ),
+        tuple(images),
         None if type(usage) is not dict else _structure_usage(usage, Usage),
-        _str_or_none(o.get("background")),
-        _str_or_none(o.get("output_format")),
-        _str_or_none(o.get("quality")),
-        _str_or_none(o.get("size")),
+        bg if bg is None or type(bg) is str else _str_or_none(bg),
+        fmt if fmt is None or type(fmt) is str else _str_or_none(fmt),
+        quality if quality is None or type(quality) is str else _str_or_none(quality),
+        size if size is None or type(size) is str else _str_or_none(size),
         o.get("http"),
     )
 
