@@ -15,7 +15,10 @@ import pytest
 # The SDK, its emulator and aiohttp are imported where the fixtures use them, not here:
 # pytest-xdist's main process loads this file too, and only starts the workers after it.
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from aiohttp import web
+    from helpers import RedisServer
 
     from ttapi_async.testing import Emulator
 
@@ -55,7 +58,10 @@ def pytest_configure(config: pytest.Config) -> None:
 # pytest-xdist hands each worker whole modules (--dist loadfile), in the order collected
 # (--no-loadscope-reorder). The slowest (serial seconds: 5 to 8 each) go first, so that
 # no worker is left running one of them while the others stand idle at the end.
+# (The first two wait more than they work: they overlap well with the rest.)
 _SLOWEST_MODULES = (
+    "test_example_multiworker",  # 15 s: six uvicorn workers, and 8 s of an outage
+    "test_cli_shared",  # 10 s: CLI processes sharing a run, leases lapsing
     "test_waiter",
     "test_properties_protocol",
     "test_examples",
@@ -158,3 +164,32 @@ async def serve() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
     yield start
     for server in servers:
         await server.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own, on a free port, in a temporary folder."""
+    from helpers import RedisServer  # noqa: PLC0415 - see the imports
+
+    server = RedisServer(str(tmp_path / "redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """An emulator with short 4o jobs, served by an event loop of its own in a thread
+    (for tests that are not async: child processes talk to it while the test blocks)."""
+    from anyio.from_thread import start_blocking_portal  # noqa: PLC0415 - see the imports
+
+    from ttapi_async.testing import Emulator  # noqa: PLC0415
+
+    emulator = Emulator(job_duration=(0.05, 0.15), seed=1234)
+    with (
+        start_blocking_portal("asyncio") as portal,
+        portal.wrap_async_context_manager(emulator) as served,
+    ):
+        yield served

@@ -15,11 +15,9 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner, Result
 from PIL import Image
 
@@ -47,17 +45,6 @@ def run_process(cli: list[str], *args: str) -> subprocess.CompletedProcess[str]:
 # The run that exercises the installed script as shipped never polls nor retries, so it
 # keeps the default waits (and the ``cli`` fixture gives the script itself).
 NEVER_WAITS = pytest.mark.default_waits
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    """An emulator with short 4o jobs, served by an event loop of its own in a thread."""
-    emulator = Emulator(job_duration=(0.05, 0.15), seed=1234)
-    with (
-        start_blocking_portal("asyncio") as portal,
-        portal.wrap_async_context_manager(emulator) as served,
-    ):
-        yield served
 
 
 def test_generate_without_key_uses_the_emulator(tmp_path: Path) -> None:

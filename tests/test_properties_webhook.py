@@ -97,8 +97,8 @@ async def world() -> AsyncIterator[World]:
             emu.api_key, base_url=emu.url, webhook=rec, poll_policy=policy, confirm_callbacks=False
         )
         async with confirming, trusting:
-            spare, _ = rec.register(trusting.waiter)
-            released, _ = rec.register(trusting.waiter)
+            spare, _ = await rec.register(trusting.waiter)
+            released, _ = await rec.register(trusting.waiter)
             rec.release(released)
             w = World(emu, rec, port, confirming, trusting, {}, spare, released)
             for duration in (3600.0, 3600.0, 3600.0, 0.2, 0.5, 1.0):  # some end during the run

@@ -374,10 +374,10 @@ def test_scrub_covers_param_code_type_and_headers() -> None:
     assert KEY not in repr(vars(err))
 
 
-def test_live_tokens_are_hidden_in_any_spelling() -> None:
+async def test_live_tokens_are_hidden_in_any_spelling() -> None:
     """A token echoed bare, under another host name or an escaped slash is still hidden."""
     rec = tt.WebhookReceiver("http://127.0.0.1:9/hooks")
-    token, url = rec.register()
+    token, url = await rec.register()
     r = Redactor([KEY], [rec.public_url], rec._knows)
     for text in (
         f"callback POST /hooks/{token} answered 404",

@@ -13,7 +13,6 @@ import pytest
 from helpers import served, wait_until
 
 import ttapi_async as tt
-from ttapi_async._waiter import _Expiring
 from ttapi_async.testing import CallbackFaults, Emulator, Fault
 
 
@@ -307,8 +306,8 @@ async def test_forged_and_bad_callbacks_change_nothing(emulator: Emulator) -> No
 async def test_asgi_adapter() -> None:
     """The ASGI app accepts a chunked valid callback and refuses junk, GETs and oversize bodies."""
     rec = tt.WebhookReceiver("https://example.com/hook", max_body=4096)
-    token, _ = rec.register()
-    rec.bind(token, "j1")
+    token, _ = await rec.register()
+    await rec.bind(token, "j1")
     good = json.dumps(
         {"status": "SUCCESS", "message": "success", "jobId": "j1", "data": {}}
     ).encode()
@@ -344,7 +343,7 @@ async def test_many_jobs_due_at_the_same_instant(emulator: Emulator) -> None:
         for i in range(50):
             c.waiter.track(f"missing-{i}", started=start)  # unknown ids: polls fail, passing
         c.waiter._sched.replan(start)  # all due "now" with equal seq numbers
-        c.waiter._kick()  # as the waiter does after a re-plan
+        c.waiter._poller.kick()  # as the waiter does after a re-plan
         # Every job gets polled (a scheduler that compared two jobs would have crashed);
         # waited for, not slept on: under load 50 polls may take longer than 0.3 s.
         await wait_until(lambda: c.waiter.stats.polls_sent >= 50, timeout=10)
@@ -405,10 +404,10 @@ async def test_callback_during_an_in_flight_poll_is_not_lost(emulator: Emulator)
     assert waited < 1.7  # not another full backstop interval (1 s) after the stale reply
 
 
-def test_early_callback_for_another_job_is_refused() -> None:
+async def test_early_callback_for_another_job_is_refused() -> None:
     """A callback kept before the submit returned must name the job the token was made for."""
     rec = tt.WebhookReceiver("https://example.com/hook")
-    token, _ = rec.register()
+    token, _ = await rec.register()
     forged = {
         "status": "SUCCESS",
         "message": "success",
@@ -416,7 +415,7 @@ def test_early_callback_for_another_job_is_refused() -> None:
         "data": {"imageUrl": "https://evil/x.png"},
     }
     assert rec.handle(token, json.dumps(forged).encode()) == (202, "kept")
-    rec.bind(token, "mine")
+    await rec.bind(token, "mine")
     assert rec.refused == 1
 
 
@@ -424,8 +423,8 @@ async def test_callback_body_in_several_segments() -> None:
     """The aiohttp handler reads the whole body even when it arrives in pieces."""
     async with anyio.create_task_group() as tg:
         rec = await served(tg)
-        token, url = rec.register()
-        rec.bind(token, "j1")
+        token, url = await rec.register()
+        await rec.bind(token, "j1")
         body = json.dumps(
             {
                 "status": "SUCCESS",
@@ -478,29 +477,15 @@ async def test_outcomes_taken_by_a_wait_are_not_held(emulator: Emulator) -> None
             unwatched = [await c.gpt4o.submit(prompt=f"unwatched {i}") for i in range(3)]
             with anyio.fail_after(10):
                 await ended.wait()  # all three ended before anyone waits on them
-            assert len(c.waiter._unclaimed) == 3
+            assert len(c.waiter._memory._unclaimed) == 3
             later = [await j.wait(timeout=10) for j in unwatched]
             assert [r.job_id for r in results + later] == [j.job_id for j in watched + unwatched]
-            assert len(c.waiter._unclaimed) == 0
+            assert len(c.waiter._memory._unclaimed) == 0
             # Taken outcomes stay a short while for repeated waits, then go.
-            assert len(c.waiter._taken) == 6
+            assert len(c.waiter._memory._taken) == 6
             again = await watched[0].wait(timeout=10)
             assert again is results[0]
         tg.cancel_scope.cancel()
-
-
-def test_taken_outcomes_expire_in_order() -> None:
-    """The outcome store drops expired entries from the front as new ones come (pure)."""
-    store = _Expiring(ttl=60.0)
-    results = [tt.JobResult(job_id=f"j{i}", image_url="u") for i in range(3)]
-    store.put("j0", results[0], now=0.0)
-    store.put("j1", results[1], now=30.0)
-    assert store.get("j0", now=59.0) is results[0]
-    assert store.get("j0", now=60.0) is None  # expired, even before it is dropped
-    store.put("j2", results[2], now=61.0)  # drops j0, keeps j1
-    assert len(store) == 2
-    assert store.pop("j1", now=62.0) is results[1]
-    assert store.pop("j1", now=62.0) is None
 
 
 async def test_the_waiter_measures_by_its_one_clock(emulator: Emulator) -> None:

@@ -9,15 +9,13 @@ a job that would wait for it fails its (generous) wait timeout instead of passin
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import anyio
 import pytest
 from aiohttp import web
-from helpers import connect_sending, served
+from helpers import TinyTTAPI, body, connect_sending, served
 
 import ttapi_async as tt
 from ttapi_async.testing import Emulator
@@ -35,64 +33,6 @@ HOOKED = tt.PollPolicy(
 )
 FAST_RETRY = tt.RetryPolicy(initial_delay=0.01, max_delay=0.05)
 WAIT = 20.0  # a wait that needs the backstop fails this; a working one ends in well under 5 s
-
-
-def body(job_id: str, status: str = "SUCCESS", image: str | None = None) -> dict[str, Any]:
-    """A fetch reply (and callback body) for ``job_id``, shaped as TTAPI sends it."""
-    done = status == "SUCCESS"
-    return {
-        "status": status,
-        "message": "success" if done else None,
-        "jobId": job_id,
-        "data": {
-            "prompt": "p",
-            "imageUrl": (image or f"https://img.example/{job_id}.png") if done else None,
-            "quota": "2" if done else None,
-        },
-    }
-
-
-class TinyTTAPI:
-    """4o submit and fetch, with scripted fetch replies per job (then SUCCESS for good).
-
-    ``script[job_id]`` holds ``(status, body, headers)`` replies served in order by the
-    job's fetches; ``gate`` (if set) holds every fetch until it is set; ``on_submit`` runs
-    inside the submit handler before the reply (to send callbacks that beat it).
-    """
-
-    def __init__(self) -> None:
-        self.script: defaultdict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = (
-            defaultdict(list)
-        )
-        self.fetches: Counter[str] = Counter()
-        self.hooks: dict[str, str] = {}
-        self.gate: anyio.Event | None = None
-        self.on_submit: Callable[[str, str], Awaitable[None]] | None = None
-        self.submits = 0
-        self.app = web.Application()
-        self.app.router.add_post("/openai/4o-image/generations", self._submit)
-        self.app.router.add_get("/openai/4o-image/fetch", self._fetch)
-
-    async def _submit(self, request: web.Request) -> web.Response:
-        payload = await request.json()
-        self.submits += 1
-        job_id = f"job-{self.submits}"
-        hook = payload.get("hookUrl")
-        if hook:
-            self.hooks[job_id] = hook
-            if self.on_submit is not None:
-                await self.on_submit(job_id, hook)
-        reply = {"status": "SUCCESS", "message": "success", "data": {"jobId": job_id}}
-        return web.json_response(reply)
-
-    async def _fetch(self, request: web.Request) -> web.Response:
-        job_id = request.query["jobId"]
-        self.fetches[job_id] += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        script = self.script[job_id]
-        status, reply, headers = script.pop(0) if script else (200, body(job_id), {})
-        return web.json_response(reply, status=status, headers=headers)
 
 
 def client(url: str, **kwargs: object) -> tt.Client:
@@ -278,8 +218,8 @@ async def test_serve_answers_a_stalled_body_with_408_and_keeps_serving() -> None
     """A body that stops arriving gets 408 after read_timeout; the server still answers."""
     async with anyio.create_task_group() as tg:
         rec = await served(tg, read_timeout=0.1)
-        token, url = rec.register()
-        rec.bind(token, "j1")
+        token, url = await rec.register()
+        await rec.bind(token, "j1")
         port = int(url.split(":")[2].split("/")[0])
         with anyio.fail_after(10):  # without a read timeout this would hang
             line = await raw_request(port, stalled_head(f"/hook/{token}", 100), b'{"status"')
@@ -312,7 +252,7 @@ async def test_aiohttp_mount_answers_a_stalled_body_with_408(serve: Serve) -> No
     rec.add_to_app(app)
     base = await serve(app)
     port = int(base.rsplit(":", 1)[1])
-    token, _ = rec.register()
+    token, _ = await rec.register()
     with anyio.fail_after(10):
         line = await raw_request(port, stalled_head(f"/ttapi/hook/{token}", 100), b"{")
     assert b" 408 " in line
@@ -321,7 +261,7 @@ async def test_aiohttp_mount_answers_a_stalled_body_with_408(serve: Serve) -> No
 async def test_asgi_app_answers_a_stalled_body_with_408() -> None:
     """The ASGI app bounds the wait for the rest of a body too."""
     rec = tt.WebhookReceiver("https://example.com/hook", read_timeout=0.1)
-    token, _ = rec.register()
+    token, _ = await rec.register()
     sent: list[dict[str, object]] = []
     calls = 0
 
@@ -343,26 +283,26 @@ async def test_asgi_app_answers_a_stalled_body_with_408() -> None:
     assert rec.refused == 1
 
 
-def test_finished_tokens_expire_behind_a_long_lived_one() -> None:
+async def test_finished_tokens_expire_behind_a_long_lived_one() -> None:
     """A finished job's token goes after its grace period even when an older one is live.
 
     The purge once stopped at the first live token in minting order, so one long job
     kept every later finished job's token for its whole ``token_ttl`` (hours).
     """
     rec = tt.WebhookReceiver("https://hooks.example.com/t", grace=0.0)
-    long_token, _ = rec.register()
-    rec.bind(long_token, "job-long")  # still running: its token must stay
-    short_token, _ = rec.register()
-    rec.bind(short_token, "job-short")
+    long_token, _ = await rec.register()
+    await rec.bind(long_token, "job-long")  # still running: its token must stay
+    short_token, _ = await rec.register()
+    await rec.bind(short_token, "job-short")
     rec._job_ended(None, "job-short")  # what the waiter reports when the job ends
-    rec.register()  # minting purges what expired
+    await rec.register()  # minting purges what expired
     status, _ = rec.handle(short_token, b"{}")
     assert status == 404
     assert short_token not in rec._hooks
     assert long_token in rec._hooks
 
 
-def test_a_flood_of_early_callbacks_never_shuts_out_the_true_one() -> None:
+async def test_a_flood_of_early_callbacks_never_shuts_out_the_true_one() -> None:
     """Eight forged early callbacks, then the true one: it is kept and wins at bind.
 
     Each early callback is counted once, when bind() says whose it is: the true one
@@ -371,9 +311,9 @@ def test_a_flood_of_early_callbacks_never_shuts_out_the_true_one() -> None:
     import json  # noqa: PLC0415
 
     rec = tt.WebhookReceiver("https://hooks.example.com/t")
-    token, _ = rec.register()
+    token, _ = await rec.register()
     forged = [json.dumps(body(f"job-forged-{i}")).encode() for i in range(8)]
     assert {rec.handle(token, b)[0] for b in forged} == {202}
     assert rec.handle(token, json.dumps(body("job-true")).encode())[0] == 202
-    rec.bind(token, "job-true")
+    await rec.bind(token, "job-true")
     assert (rec.accepted, rec.refused) == (1, 8)

@@ -23,7 +23,9 @@ from ._errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    BrokerError,
     BulkPausedError,
+    ClaimLostError,
     ClientClosedError,
     ConnectError,
     ConnectionDroppedError,
@@ -51,6 +53,7 @@ from ._errors import (
     TTAPIError,
     ValidationError,
 )
+from ._fleet import JobRecord
 from ._journal import ItemState, Journal, JournalEntry
 from ._journalstore import JournalStore
 from ._limits import RequestBudget
@@ -70,6 +73,8 @@ from ._models import (
 )
 from ._polling import PollPolicy
 from ._protocol import parse_callback
+from ._redisbroker import BrokerStats, RedisBroker
+from ._redisjournal import RedisJournal
 from ._requests import Dalle3Request, EditRequest, GenerateRequest, GPT4oRequest, Request
 from ._resources import Dalle3, GPT4o, Images, Job
 from ._retry import RetryPolicy
@@ -87,10 +92,13 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "BrokerError",
+    "BrokerStats",
     "BulkOutcome",
     "BulkPausedError",
     "BulkProgress",
     "BulkRun",
+    "ClaimLostError",
     "Client",
     "ClientClosedError",
     "ClientStats",
@@ -119,6 +127,7 @@ __all__ = [
     "JobFailedError",
     "JobMismatchError",
     "JobNotFoundError",
+    "JobRecord",
     "JobResult",
     "JobSnapshot",
     "JobStatus",
@@ -138,6 +147,8 @@ __all__ = [
     "QueueFullError",
     "RateLimitError",
     "RedirectError",
+    "RedisBroker",
+    "RedisJournal",
     "Request",
     "RequestBudget",
     "RequestTimeout",

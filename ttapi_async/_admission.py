@@ -175,6 +175,17 @@ class Admission:
             return None
         return Slot(self._limiter, borrower)
 
+    async def enter(self) -> Slot | None:
+        """A window place and a job slot for an item started outside :meth:`admit`.
+
+        For a shared run's item taken over; None if the run stopped admitting meanwhile.
+        """
+        await acquire_fast(self._window)
+        slot = await self._take_slot()
+        if slot is None:
+            self._window.release()
+        return slot
+
     def leave_window(self) -> None:
         """An item left the window: taken by the caller, or never sent."""
         self._window.release()

@@ -54,6 +54,7 @@ from ._requests import Request
 from ._resume import Start, sweep_parts
 from ._runstate import RunEvent, RunState, RunStatus
 from ._sender import Sender
+from ._takeover import SharedRows, Takeover
 from ._types import NOT_GIVEN, Timeout
 from ._waiter import JobWaiter
 
@@ -151,6 +152,9 @@ class BulkRun:
         self.slots = self._admission.slots
         self._journal_arg = journal
         self.journal: JournalStore | None = None
+        #: With a shared journal: the items of other workers this one watches and takes
+        #: over (``takeover.taken_over`` counts them).
+        self.takeover: Takeover[Start, Slot] | None = None
         self._owns_journal = False
         self._ledger = Ledger(None, self._report)
         self._send, self._receive = outcome_stream()
@@ -294,6 +298,16 @@ class BulkRun:
 
                     def launch(index: int, request: Request, start: Start, slot: Slot) -> None:
                         work.start_soon(items.run, index, request, start, slot)
+
+                    journal: object = self.journal  # any store; a shared one has rows()
+                    if isinstance(journal, SharedRows):
+                        # A shared run: items other workers hold are watched to their end,
+                        # and run here if their worker dies.
+                        self.takeover = Takeover(
+                            journal, items.take_over, self._admission.enter, launch
+                        )
+                        self.takeover.bind(work)
+                        items.elsewhere = self.takeover.watch
 
                     await self._admission.admit(
                         self._requests,

@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import anyio
+import attrs
 import click
 from rich.console import Console
 from rich.progress import (
@@ -39,7 +40,10 @@ from ._errors import (
     ValidationError,
 )
 from ._files import safe_stem
+from ._journalstore import ItemState, JournalEntry
 from ._models import ImagesResponse, JobResult
+from ._redisconn import shown_url
+from ._redisjournal import RedisJournal
 from ._requests import KINDS, Request, read_rows, request_from_row, validate
 
 
@@ -284,8 +288,13 @@ def gpt4o(
 # ---------------------------------------------------------------------- batch
 
 
-def _load_batch(path: Path, kind: str, defaults: dict[str, Any]) -> tuple[list[Request], list[str]]:
-    """Read and check every row of a batch file; return the requests and all problems."""
+def _load_batch(
+    path: Path, kind: str, defaults: dict[str, Any], lines: list[int] | None = None
+) -> tuple[list[Request], list[str]]:
+    """Read and check every row of a batch file; return the requests and all problems.
+
+    ``lines`` (if given) receives each request's line number in the file.
+    """
     requests: list[Request] = []
     problems: list[str] = []
     for number, row in read_rows(path):
@@ -298,6 +307,8 @@ def _load_batch(path: Path, kind: str, defaults: dict[str, Any]) -> tuple[list[R
             problems.append(f"{path.name}:{number}: {exc}")
             continue
         requests.append(request)
+        if lines is not None:
+            lines.append(number)
     return requests, problems
 
 
@@ -365,6 +376,53 @@ class _Display:
     def note(self, text: str) -> None:
         self.console.print(text)
 
+    def shared_summary(
+        self,
+        p: BulkProgress,
+        out: Path,
+        shared: SharedRun,
+        rows: Mapping[int, JournalEntry],
+        taken_over: int,
+        *,
+        interrupted: bool,
+    ) -> int:
+        """The whole shared run's summary (every worker's items), and its exit code."""
+        counts = dict.fromkeys(ItemState, 0)
+        for row in rows.values():
+            counts[row.state] += 1
+        table = Table(title=f"shared run {shared.run!r}: every worker's items", show_header=True)
+        table.add_column("state")
+        table.add_column("whole run", justify="right")
+        table.add_column("by this process", justify="right")
+        mine = {
+            ItemState.DONE: p.done,
+            ItemState.FAILED: p.failed,
+            ItemState.OUTCOME_UNKNOWN: p.unknown,
+        }
+        for state in ItemState:
+            table.add_row(state.value, str(counts[state]), str(mine.get(state, "")))
+        table.add_row("taken over from a dead process", "", str(taken_over))
+        table.add_row("elapsed", "", f"{p.elapsed:.1f} s")
+        self.console.print(table)
+        self.console.print(f"images of this process: {out}   journal: {shown_url(shared.url)}")
+        click.echo(
+            f"this process: {p.done} done, {p.failed} failed, {p.unknown} outcome unknown, "
+            f"{taken_over} taken over from stopped processes",
+            err=True,
+        )
+        for index, row in sorted(rows.items()):
+            if row.state is ItemState.OUTCOME_UNKNOWN:
+                line = shared.lines[index] if index < len(shared.lines) else "?"
+                click.echo(f"item {index} (line {line}): outcome unknown: {row.reason}", err=True)
+        ended = (
+            counts[ItemState.DONE] + counts[ItemState.FAILED] + counts[ItemState.OUTCOME_UNKNOWN]
+        )
+        if interrupted or ended < len(shared.lines):
+            return EXIT_INTERRUPTED
+        if counts[ItemState.OUTCOME_UNKNOWN]:
+            return EXIT_OUTCOME_UNKNOWN
+        return EXIT_API_ERROR if counts[ItemState.FAILED] else 0
+
     def summary(self, p: BulkProgress, out: Path, journal: Path | None) -> None:
         table = Table(title="batch summary", show_header=True)
         table.add_column("state")
@@ -424,9 +482,23 @@ class _Display:
 )
 @click.option(
     "--journal",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Resumable journal (default: OUT/ttapi-journal.sqlite).",
+    help="Resumable journal: a file (default: OUT/ttapi-journal.sqlite), or a "
+    "redis://HOST:PORT/DB URL to share the run between processes (needs --run).",
+)
+@click.option(
+    "--run",
+    "run_name",
+    default=None,
+    help="With a redis:// journal: the shared run's name; every process started with the "
+    "same inputs and name works on one run.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="With a redis:// journal: seconds before a dead process's items are taken over.",
 )
 @click.option("--no-journal", is_flag=True, help="Run without a journal (no resume).")
 @click.option("--retry-failed", is_flag=True, help="Run items that failed earlier again.")
@@ -451,7 +523,9 @@ def batch(
     out: Path,
     concurrency: int,
     rate: float | None,
-    journal: Path | None,
+    journal: str | None,
+    run_name: str | None,
+    lease: float,
     no_journal: bool,
     retry_failed: bool,
     resubmit_unknown: bool,
@@ -470,7 +544,13 @@ def batch(
     Ctrl-C finishes the jobs in flight; a second one stops at once.
     """
     defaults = {k: (v or None) for k, v in defaults.items()}
-    requests, problems = _load_batch(prompts_file, kind, defaults)
+    shared = journal is not None and journal.startswith(("redis://", "rediss://", "unix://"))
+    if shared and not run_name:
+        raise click.UsageError("--run NAME is required with a redis:// --journal")
+    if run_name and not shared:
+        raise click.UsageError("--run needs a redis:// --journal (a shared run)")
+    lines: list[int] = []
+    requests, problems = _load_batch(prompts_file, kind, defaults, lines)
     if problems:
         for line in problems[:_MAX_PROBLEMS]:
             click.echo(line, err=True)
@@ -481,7 +561,15 @@ def batch(
     if dry_run:
         click.echo(f"{len(requests)} row(s) valid for {kind}; nothing was sent (--dry-run).")
         return
-    journal_path = None if no_journal else (journal or out / "ttapi-journal.sqlite")
+    where: Path | SharedRun | None
+    if no_journal:
+        where = None
+    elif shared:
+        assert journal is not None  # noqa: S101 - shared says so
+        assert run_name is not None  # noqa: S101 - checked above
+        where = SharedRun(journal, run_name, lease, lines)
+    else:
+        where = Path(journal) if journal else out / "ttapi-journal.sqlite"
     live = sys.stderr.isatty() if progress is None else progress
     code = _run(
         lambda: _batch(
@@ -492,7 +580,7 @@ def batch(
             out=out,
             rate=rate,
             live=live,
-            journal=journal_path,
+            journal=where,
             max_jobs=concurrency,
             # A sync call is a job and an HTTP request at once: let all slots be used.
             max_requests=concurrency,
@@ -505,6 +593,16 @@ def batch(
     sys.exit(code)
 
 
+@attrs.frozen
+class SharedRun:
+    """A run shared through Redis: where, its name, the lease, each item's line number."""
+
+    url: str
+    run: str
+    lease: float
+    lines: list[int]
+
+
 async def _batch(
     requests: list[Request],
     *,
@@ -514,54 +612,68 @@ async def _batch(
     out: Path,
     rate: float | None,
     live: bool,
-    journal: Path | None,
+    journal: Path | SharedRun | None,
     **options: Any,
 ) -> int:
     """Run a batch with a display and a two-stage Ctrl-C; return the exit code."""
     display = _Display(len(requests), live=live)
     interrupts = 0
     stopped_by: TTAPIError | None = None
-    with anyio.CancelScope() as scope, display:
-        async with _client(api_key, base_url, timeout, requests_per_second=rate) as client:
-            run = client.bulk(
-                requests, save_to=out, journal=journal, on_progress=display.update, **options
+    whole: Mapping[int, JournalEntry] | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        store: Path | RedisJournal | None = None
+        if isinstance(journal, SharedRun):
+            store = await stack.enter_async_context(
+                RedisJournal.open(journal.url, journal.run, lease=journal.lease)
             )
+        else:
+            store = journal
+        with anyio.CancelScope() as scope, display:
+            async with _client(api_key, base_url, timeout, requests_per_second=rate) as client:
+                run = client.bulk(
+                    requests, save_to=out, journal=store, on_progress=display.update, **options
+                )
 
-            def on_sigint() -> None:
-                nonlocal interrupts
-                interrupts += 1
-                if interrupts == 1:
-                    display.note(
-                        "[yellow]Ctrl-C: finishing the jobs in flight (Ctrl-C again to stop "
-                        "now; the journal stays consistent)"
-                    )
-                    run.stop()
-                else:
-                    scope.cancel()
+                def on_sigint() -> None:
+                    nonlocal interrupts
+                    interrupts += 1
+                    if interrupts == 1:
+                        display.note(
+                            "[yellow]Ctrl-C: finishing the jobs in flight (Ctrl-C again to "
+                            "stop now; the journal stays consistent)"
+                        )
+                        run.stop()
+                    else:
+                        scope.cancel()
 
-            loop = asyncio.get_running_loop()
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signal.SIGINT, on_sigint)
-            try:
-                async with run as outcomes:
-                    async for outcome in outcomes:
-                        display.outcome(outcome)
-            except BulkPausedError as exc:
-                display.note(f"[red]paused after an account error: {exc.cause}")
-                stopped_by = exc
-            except (JournalCorruptError, StorageError):
-                # The run could not start (or write) its journal: no summary, and no
-                # advice to run again, which would meet the same file. The error says
-                # what to do; _run prints it.
-                raise
-            except TTAPIError as exc:  # --fail-fast
-                display.note(f"[red]stopped at the first failure: {type(exc).__name__}: {exc}")
-                stopped_by = exc
-            finally:
+                loop = asyncio.get_running_loop()
                 with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(signal.SIGINT)
+                    loop.add_signal_handler(signal.SIGINT, on_sigint)
+                try:
+                    async with run as outcomes:
+                        async for outcome in outcomes:
+                            display.outcome(outcome)
+                except BulkPausedError as exc:
+                    display.note(f"[red]paused after an account error: {exc.cause}")
+                    stopped_by = exc
+                except (JournalCorruptError, StorageError):
+                    # The run could not start (or write) its journal: no summary, and no
+                    # advice to run again, which would meet the same file. The error says
+                    # what to do; _run prints it.
+                    raise
+                except TTAPIError as exc:  # --fail-fast
+                    display.note(f"[red]stopped at the first failure: {type(exc).__name__}: {exc}")
+                    stopped_by = exc
+                finally:
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.remove_signal_handler(signal.SIGINT)
+        if isinstance(store, RedisJournal):
+            whole = await store.load()
     p = run.progress
-    display.summary(p, out, journal)
+    if isinstance(journal, SharedRun) and whole is not None:
+        taken = run.takeover.taken_over if run.takeover is not None else 0
+        return display.shared_summary(p, out, journal, whole, taken, interrupted=interrupts > 0)
+    display.summary(p, out, journal if isinstance(journal, Path) else None)
     if scope.cancelled_caught or interrupts:
         return EXIT_INTERRUPTED
     if p.unknown or isinstance(stopped_by, OutcomeUnknownError):

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._http import Transport
     from ._journalstore import JournalStore
+    from ._redisbroker import RedisBroker
     from ._requests import Request
     from ._webhook import WebhookReceiver
 
@@ -87,6 +88,10 @@ class Client:
         confirm_callbacks: confirm each callback with one fetch before trusting it.
         requests_per_second: one budget for every API request of this client (submits,
             synchronous calls, fetches); submits never wait behind the waiter's polls.
+        broker: a :class:`RedisBroker`, for several workers: a callback accepted by any
+            worker ends the wait in the worker awaiting its job, and any worker can wait
+            on any job. It is opened with the client (``async with``): an unreachable
+            Redis then raises :class:`BrokerError`.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class Client:
         webhook: WebhookReceiver | None = None,
         confirm_callbacks: bool = True,
         requests_per_second: float | None = None,
+        broker: RedisBroker | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("TTAPI_API_KEY")
         if not key:
@@ -177,11 +183,16 @@ class Client:
             polls_per_second=polls_per_second,
             confirm_callbacks=confirm_callbacks,
             redact=redactor.redact,
+            shared=broker,
         )
+        #: The broker shared with other workers, if any.
+        self.broker: Final = broker
+        if broker is not None:
+            broker.attach(self.waiter)
         #: The webhook receiver jobs report to, if any.
         self.webhook: Final = webhook
         if webhook is not None:
-            webhook._attach(self.waiter)  # noqa: SLF001
+            webhook._attach(self.waiter, broker)  # noqa: SLF001
         #: ``/v1/images/generations`` and ``/v1/images/edits`` (OpenAI-compatible).
         self.images: Final = Images(self._sender)
         #: The legacy DALL-E 3 route ``/openai/v1/images/generations`` (envelope unwrapped).
@@ -209,6 +220,9 @@ class Client:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
+            if self.broker is not None:
+                # First: subscribed to the fleet's outcomes before any wait can start.
+                await tg.start(self.broker.run)
             await tg.start(self.waiter._run)  # noqa: SLF001
         except BaseException:
             tg.cancel_scope.cancel()

@@ -651,3 +651,29 @@ class JournalTransitionError(ValidationError):
         self.new = new
         tail = f" ({hint})" if hint else ""
         super().__init__("index", index, f"journal row {index} cannot go from {old} to {new}{tail}")
+
+
+class BrokerError(TTAPIError):
+    """The shared store (Redis, through :class:`~ttapi_async.RedisBroker`) failed.
+
+    Raised when it is unreachable as the client opens (a clear error rather than a fleet
+    silently split in two), and by the broker's own public calls. While a client runs,
+    the broker never raises into waits: they fall back to polling. The message names the
+    server without its password.
+    """
+
+
+class ClaimLostError(TTAPIError):
+    """An item of a shared bulk run is no longer this worker's: nothing was written.
+
+    Its lease lapsed, or another worker took the item over; this worker must not act on it
+    any more. The bulk runner handles it: the item is left to the worker that holds it now.
+
+    Attributes:
+        index: the item. run: the shared run's name.
+    """
+
+    def __init__(self, index: int, run: str) -> None:
+        self.index = index
+        self.run = run
+        super().__init__(f"item {index} of the shared run {run!r} is held by another worker now")

@@ -23,6 +23,7 @@ import anyio
 from ._admission import NOT_SENT, Admission, NotSent, Slot
 from ._errors import (
     AuthenticationError,
+    ClaimLostError,
     ClientClosedError,
     ImageUnavailableError,
     InsufficientBalanceError,
@@ -123,6 +124,10 @@ async def call_sync(
     return await Dalle3(sender).generate(**kwargs, extra_body=request.extra_body)
 
 
+def _nowhere(index: int, request: Request) -> None:
+    """Items other workers hold go nowhere, without a shared journal."""
+
+
 #: The state an item ends in, by verdict (the others do not end it).
 _ENDS: Final = {Verdict.FAILED: ItemState.FAILED, Verdict.UNKNOWN: ItemState.OUTCOME_UNKNOWN}
 
@@ -177,6 +182,9 @@ class Submitter:
             attempt = _Attempt()
             try:
                 result = await self._send(index, attempt, call, shield=not sync)
+            except ClaimLostError:
+                self._leave(attempt)
+                raise
             except TTAPIError as exc:
                 self._leave(attempt)
                 verdict = classify(exc)
@@ -272,6 +280,7 @@ class ItemRunner:
         "_wait_timeout",
         "_waiter",
         "_webhook",
+        "elsewhere",
     )
 
     def __init__(
@@ -299,6 +308,8 @@ class ItemRunner:
         self._retry_failed = retry_failed
         self._resubmit_unknown = resubmit_unknown
         self._submitter = Submitter(sender, admission, ledger)
+        #: Told of items another worker of a shared run holds (see ``_takeover``).
+        self.elsewhere: Callable[[int, Request], None] = _nowhere
 
     # ------------------------------------------------------------------ start and end
 
@@ -308,9 +319,32 @@ class ItemRunner:
         An item an earlier run finished is handed back as it is; an item another worker
         of a shared journal holds is left to it.
         """
+        point = await self._claim(index, request)
+        if point is None:
+            self._delivery.skip(index)
+            self.elsewhere(index, request)
+            return None
+        if isinstance(point, Start):
+            return point
+        self._delivery.deliver(point)
+        return None
+
+    async def take_over(self, index: int, request: Request) -> Start | None:
+        """Claim an item another worker held; where it resumes here.
+
+        None: still held (its worker is alive), or it needs nothing more: it ended, and
+        its outcome is the run's (in the journal), not this worker's to hand back.
+        """
+        point = await self._claim(index, request)
+        return point if isinstance(point, Start) else None
+
+    async def _claim(self, index: int, request: Request) -> Start | BulkOutcome | None:
+        """Claim the item; where it resumes, or its outcome if it ended (claim let go).
+
+        None: another worker holds it.
+        """
         ledger = self._ledger
         if not await ledger.claim(index):
-            self._delivery.skip(index)
             return None
         try:
             point = await resume_point(
@@ -323,23 +357,29 @@ class ItemRunner:
         except BaseException:
             await ledger.release(index)
             raise
-        if isinstance(point, Start):
-            return point
-        self._delivery.deliver(point)
-        await ledger.release(index)
-        return None
+        if not isinstance(point, Start):
+            await ledger.release(index)
+        return point
 
     async def run(self, index: int, request: Request, start: Start, slot: Slot) -> None:
         """Run one item (its own task) and hand its outcome back."""
         began = asyncio.get_running_loop().time()
         try:
             try:
-                if isinstance(request, GPT4oRequest):
-                    outcome = await self._run_4o(index, request, start, slot, began)
-                else:
-                    outcome = await self._run_sync(index, request, slot, began)
-            finally:
-                slot.release()
+                try:
+                    if isinstance(request, GPT4oRequest):
+                        outcome = await self._run_4o(index, request, start, slot, began)
+                    else:
+                        outcome = await self._run_sync(index, request, slot, began)
+                finally:
+                    slot.release()
+            except ClaimLostError:
+                # A shared run's item this worker no longer holds (it stalled past its
+                # lease): nothing was written or sent since; it is the new holder's.
+                log.warning("item %d: claim lost; left to the worker that holds it", index)
+                self._delivery.skip(index)
+                self.elsewhere(index, request)
+                return
             if outcome is None:
                 self._delivery.skip(index)  # never sent (stopped or paused): nothing to hand back
             else:

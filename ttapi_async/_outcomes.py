@@ -304,7 +304,8 @@ class Delivery:
             self._put(index, None)
 
     def _put(self, index: int, outcome: BulkOutcome | None) -> None:
-        if not self._ordered:
+        # Past the order's point (a shared run's item taken over at its end): at once.
+        if not self._ordered or index < self._next:
             if outcome is not None:
                 self._send.send_nowait(outcome)
             return

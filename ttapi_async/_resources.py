@@ -300,7 +300,7 @@ class GPT4o(_Resource):
         token = None
         if receiver is not None:
             # The token is registered before the POST: a callback may beat the reply.
-            token, hook_url = receiver.register(waiter)
+            token, hook_url = await receiver.register(waiter)
         started = asyncio.get_running_loop().time()
 
         def parse(raw: RawResponse, info: ResponseInfo) -> Job:
@@ -321,7 +321,7 @@ class GPT4o(_Resource):
         if receiver is not None and token is not None:
             if waiter.running:
                 waiter.track(job.job_id, hooked=True, started=started)
-            receiver.bind(token, job.job_id)
+            await receiver.bind(token, job.job_id)
         return job
 
     async def generate(

@@ -60,10 +60,12 @@ class PollState:
         "callback",
         "callback_at",
         "confirms",
+        "degraded",
         "errors",
         "hooked",
         "in_zone",
         "job_id",
+        "last_error",
         "last_gap",
         "last_poll",
         "polling",
@@ -76,10 +78,14 @@ class PollState:
         self.job_id = job_id
         self.started = started  # when the job was submitted (or first seen), on the clock
         self.hooked = hooked  # a callback is expected: poll only as a backstop
+        # The callback may never reach this process (the shared broker was down while the
+        # job was pending): the backstop is no slower than max_interval, for good.
+        self.degraded = False
         self.seq = 0  # heap entries with an older seq are stale
         self.last_poll: float | None = None
         self.last_gap: float | None = None
         self.errors = 0  # failed polls in a row
+        self.last_error: BaseException | None = None  # the latest of them
         self.polling = False  # handed out by pop_due, not yet released
         self.repoll = False  # a poll fell due (say, a callback) while one was in flight
         self.in_zone = False  # polled past the learned early edge: stays dense from then on
@@ -143,6 +149,17 @@ class PollScheduler(Generic[J]):
         self._probes.discard(job.job_id)
         job.seq += 1  # invalidates its heap entry
 
+    def degrade(self, job: J, now: float) -> None:
+        """``job``'s callback may be lost: from now on poll it at least every ``max_interval``.
+
+        Its next poll is brought forward when it was planned later than that.
+        """
+        if job.degraded or not job.hooked:
+            return
+        job.degraded = True
+        if not job.polling:
+            self._push(job, now, jittered(self.policy.max_interval, self.policy, self._rng))
+
     # ------------------------------------------------------------------ the heap
 
     def next_due(self) -> float:
@@ -203,7 +220,9 @@ class PollScheduler(Generic[J]):
         job.errors += 1
         delay = self._reconfirm(job, error, now)
         if delay is None:
-            delay = poll_error_delay(job.errors, self.policy, error, hooked=job.hooked)
+            delay = poll_error_delay(
+                job.errors, self.policy, error, hooked=job.hooked and not job.degraded
+            )
         self._push(job, now, delay)
         return delay
 
@@ -265,8 +284,9 @@ class PollScheduler(Generic[J]):
         """Seconds until the next poll of ``job`` by the rules (no error, no callback)."""
         policy = self.policy
         if job.hooked:
-            # The callback is expected to end the job; polls are a slow safety net.
-            return policy.backstop_interval
+            # The callback is expected to end the job; polls are a slow safety net (not
+            # so slow once the callback may have been lost: see degrade).
+            return policy.max_interval if job.degraded else policy.backstop_interval
         if self._since is None:
             self._since = job.started
         durations = self.durations

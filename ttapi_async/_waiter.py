@@ -42,18 +42,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import OrderedDict
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 import attrs
-from aiolimiter import AsyncLimiter
-from anyio.abc import TaskGroup
 
-from ._errors import ClientClosedError, JobFailedError, JobTimeoutError, TTAPIError, ValidationError
+from ._errors import ClientClosedError, JobFailedError, JobTimeoutError, ValidationError
 from ._events import EventHub
+from ._memory import Remembered, SharedOutcomes, outcome_of
 from ._models import JobEventKind, JobResult, JobSnapshot, JobStatus
+from ._poller import Poller
 from ._polling import PollPolicy, default_poll_policy
 from ._rules import check_fetch, check_timeout
 from ._schedule import PollScheduler, PollState
@@ -65,12 +65,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable
     from contextlib import AbstractAsyncContextManager
 
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
     from ._models import JobEvent
 
 
-__all__ = ["FetchJob", "JobHandle", "JobWaiter", "WaiterStats"]
+__all__ = ["FetchJob", "JobHandle", "JobWaiter", "SharedOutcomes", "WaiterStats"]
 
 #: One fetch of a job by a deadline (event-loop time), with no retry of its own: the
 #: waiter schedules the next poll itself. The client builds it from its sender.
@@ -90,44 +88,6 @@ class JobHandle(Protocol):
 
 
 log = logging.getLogger("ttapi_async.waiter")
-
-_POLL_TIMEOUT: Final = 30.0
-_MAX_REMEMBERED: Final = 100_000  # outcomes kept for late waiters, at most
-#: Seconds an outcome stays for later waits once a wait has taken it. Short, so a long
-#: run does not hold every result it handed out; a wait after that polls once more.
-_TAKEN_TTL: Final = 60.0
-
-
-class _Expiring:
-    """Outcomes by job id, each kept ``ttl`` seconds: a dict in expiry order.
-
-    Every entry lives the same ``ttl``, so insertion order is expiry order and the
-    expired ones are dropped from the front. ``now`` is passed in (pure, testable).
-    """
-
-    __slots__ = ("_items", "_ttl")
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._items: OrderedDict[str, tuple[float, JobResult | JobSnapshot]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, job_id: str, outcome: JobResult | JobSnapshot, now: float) -> None:
-        items = self._items
-        items[job_id] = (now + self._ttl, outcome)
-        items.move_to_end(job_id)
-        while items and (len(items) > _MAX_REMEMBERED or next(iter(items.values()))[0] <= now):
-            items.popitem(last=False)
-
-    def get(self, job_id: str, now: float) -> JobResult | JobSnapshot | None:
-        entry = self._items.get(job_id)
-        return None if entry is None or entry[0] <= now else entry[1]
-
-    def pop(self, job_id: str, now: float) -> JobResult | JobSnapshot | None:
-        entry = self._items.pop(job_id, None)
-        return None if entry is None or entry[0] <= now else entry[1]
 
 
 @attrs.define
@@ -152,7 +112,7 @@ class WaiterStats:
 class _Pending(PollState):
     """What the waiter knows about one job it is tracking, past its schedule. Private."""
 
-    __slots__ = ("called_back", "done", "last_error", "outcome", "running", "waiters")
+    __slots__ = ("called_back", "done", "outcome", "own", "running", "waiters")
 
     def __init__(self, job_id: str, started: float, *, hooked: bool) -> None:
         super().__init__(job_id, started, hooked=hooked)
@@ -161,27 +121,16 @@ class _Pending(PollState):
         self.done: anyio.Event | None = None
         self.outcome: JobResult | JobSnapshot | None = None  # result, or the FAILED snapshot
         self.waiters = 0
-        self.last_error: BaseException | None = None
         self.running = False
         self.called_back = False  # a callback arrived (and a confirming poll may follow)
+        # Submitted here (or its callback landed here): followed to its end even with no
+        # one waiting. A job only waited on (another worker's) is dropped with its waits.
+        self.own = False
 
 
 def _loop_time() -> float:
     """The running event loop's clock: the waiter's unless it is given another."""
     return asyncio.get_running_loop().time()
-
-
-def _outcome(
-    snap: JobSnapshot, elapsed: float, source: str, redact: Callable[[str], str] | None
-) -> JobResult | JobSnapshot:
-    """What a wait on an ended job gets: its result, or its FAILED snapshot (redacted)."""
-    if snap.succeeded:
-        return JobResult.from_snapshot(snap, elapsed=elapsed, source=source)
-    if snap.message and redact is not None:
-        message = redact(snap.message)
-        if message != snap.message:
-            return attrs.evolve(snap, message=message)
-    return snap
 
 
 def _deliver(job_id: str, outcome: JobResult | JobSnapshot) -> JobResult:
@@ -217,6 +166,9 @@ class JobWaiter:
             (default: the event loop's). It must keep the loop's pace and scale: the
             submit times of ``Job`` handles, ``track(started=)`` and fetch deadlines are
             loop time, and the scheduler sleeps on the loop.
+        shared: where other workers' outcomes come from and this one's go (a
+            :class:`~ttapi_async.RedisBroker`, which the client passes); None: this
+            process alone.
     """
 
     def __init__(
@@ -232,20 +184,19 @@ class JobWaiter:
         rng: random.Random | None = None,
         redact: Callable[[str], str] | None = None,
         clock: Callable[[], float] | None = None,
+        shared: SharedOutcomes | None = None,
     ) -> None:
         self._fetch = fetch
+        self._shared = shared
+        self._degraded = False  # the shared store is unreachable: callbacks may be lost
         self._timeout = timeout
         self.policy: Final = policy or default_poll_policy()
         self.stats = WaiterStats()
         self.confirm_callbacks = confirm_callbacks
         if max_concurrent_polls < 1:
             raise ValidationError("max_concurrent_polls", max_concurrent_polls, "at least 1")
-        self._max_polls = max_concurrent_polls
         if polls_per_second is not None and polls_per_second <= 0:
             raise ValidationError("polls_per_second", polls_per_second, "a positive rate")
-        self._budget = (
-            None if polls_per_second is None else AsyncLimiter(polls_per_second, time_period=1.0)
-        )
         # Hides the key and hook tokens in a failed job's message (TTAPI may quote them),
         # which JobFailedError, events, logs, bulk outcomes and the journal repeat.
         self._redact = redact
@@ -254,13 +205,16 @@ class JobWaiter:
         #: What the schedule learned of job durations (see :class:`DurationModel`).
         self.durations: Final = self._sched.durations
         self._events: Final = EventHub(self._now)
-        # Outcomes of jobs that ended before anyone waited (kept result_ttl for the wait
-        # to come), and outcomes a wait already took (kept briefly for repeated waits).
-        self._unclaimed = _Expiring(result_ttl)
-        self._taken = _Expiring(_TAKEN_TTL)
-        self._wake = anyio.Event()
-        self._sleep_until = math.inf  # when the scheduler task wakes unless woken earlier
-        self._tg: TaskGroup | None = None
+        self._memory: Final = Remembered(result_ttl, shared, redact, self._now)
+        self._poller: Final = Poller(
+            self._sched,
+            fetch,
+            self._now,
+            self._answered,
+            self.stats,
+            max_polls=max_concurrent_polls,
+            polls_per_second=polls_per_second,
+        )
         self._closed = False
         self._on_end: Callable[[str], object] | None = None  # the receiver's token clean-up
 
@@ -269,24 +223,12 @@ class JobWaiter:
     async def _run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """The scheduler and its poll workers; runs until the client closes.
-
-        ``max_concurrent_polls`` workers take due jobs from a stream: a poll costs a
-        hand-off, not a new task (spawning one per poll was a measurable share of the
-        client's CPU in bulk runs).
-        """
-        due, todo = anyio.create_memory_object_stream[_Pending](math.inf)
-        async with anyio.create_task_group() as tg, due, todo:
-            for _ in range(self._max_polls):
-                tg.start_soon(self._poll_worker, todo)
-            self._tg = tg
-            task_status.started()
-            try:
-                await self._schedule_forever(due)
-            finally:
-                self._tg = None
-                # However the scheduler ends, nobody may be left waiting for polls.
-                self._close()
+        """The poller (scheduler task and poll workers); runs until the client closes."""
+        try:
+            await self._poller.run(task_status=task_status)
+        finally:
+            # However the poller ends, nobody may be left waiting for polls.
+            self._close()
 
     def _close(self) -> None:
         """End every wait in progress; called by the client as it closes."""
@@ -300,7 +242,7 @@ class JobWaiter:
 
     def track(self, job_id: str, *, hooked: bool = False, started: float | None = None) -> None:
         """Start tracking a job (the client does this on submit; rarely needed by hand)."""
-        self._entry(job_id, hooked=hooked, started=started)
+        self._entry(job_id, hooked=hooked, started=started).own = True
 
     async def wait(self, job: str | JobHandle, *, timeout: Timeout = NOT_GIVEN) -> JobResult:
         """Wait until the job ends and return its :class:`JobResult`.
@@ -319,15 +261,25 @@ class JobWaiter:
         check_fetch(job_id)
         if self._closed:
             raise ClientClosedError("the client is closed")
-        if self._tg is None:
+        if not self._poller.running:
             raise ClientClosedError(
                 "waiting for jobs needs the client's scheduler: use `async with Client() as client`"
             )
         seconds = self._timeout if timeout is NOT_GIVEN else check_timeout(timeout)
-        finished = self._finished(job_id)
+        finished = self._memory.take(job_id)
         if finished is not None:
             return _deliver(job_id, finished)
-        pending = self._entry(job_id, hooked=False, started=started)
+        hooked = False
+        if self._shared is not None and started is None and job_id not in self._sched.jobs:
+            # Another worker's job, maybe: its stored outcome, or its record (when it was
+            # submitted, whether its callback is expected) to plan the polls by.
+            found, record = await self._memory.look_up(job_id)
+            if found is not None:
+                return _deliver(job_id, found)
+            if record is not None:
+                hooked = record.hooked
+                started = self._now() - max(0.0, time.time() - record.submitted_at)
+        pending = self._entry(job_id, hooked=hooked, started=started)
         pending.waiters += 1
         try:
             with anyio.fail_after(math.inf if seconds is None else seconds):
@@ -342,7 +294,11 @@ class JobWaiter:
             raise JobTimeoutError(job_id, seconds, pending.last_error) from None
         finally:
             pending.waiters -= 1
-            if pending.waiters == 0 and pending.outcome is None and not pending.hooked:
+            if (
+                pending.waiters == 0
+                and pending.outcome is None
+                and not (pending.hooked and pending.own)
+            ):
                 # Nobody waits any more: stop polling; a later wait starts again.
                 self._sched.forget(pending)
         if pending.outcome is None:  # woken by _close()
@@ -366,12 +322,16 @@ class JobWaiter:
     @property
     def running(self) -> bool:
         """True while the scheduler runs (inside ``async with client``) and not closed."""
-        return self._tg is not None and not self._closed
+        return self._poller.running and not self._closed
 
     @property
     def pending(self) -> int:
         """How many jobs are being tracked and not yet ended."""
         return len(self._sched.jobs)
+
+    def pending_ids(self) -> list[str]:
+        """The ids of the jobs being tracked and not yet ended."""
+        return list(self._sched.jobs)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -397,18 +357,54 @@ class JobWaiter:
             self._resolve(pending, snapshot, source="webhook")
             return
         self._sched.called_back(pending, snapshot, self._now())
-        self._kick()
+        self._poller.kick()
+
+    def adopt_callback(self, snapshot: JobSnapshot) -> None:
+        """Take a callback for a job this process may not track (another worker's).
+
+        The job is tracked as one that expects its callback, then the callback is taken
+        as by :meth:`accept_callback` (confirmed by one fetch, by default).
+        """
+        self._entry(snapshot.job_id, hooked=True, started=None).own = True
+        self.accept_callback(snapshot)
+
+    # ------------------------------------------------------------------ shared outcomes
+
+    def accept_shared(self, snapshot: JobSnapshot, source: str) -> None:
+        """Take a final state another worker decided (it confirmed it; trusted here).
+
+        Resolves the job when this process tracks it or is looking it up; otherwise
+        nothing (every worker hears every outcome; most are not its own).
+        """
+        job_id = snapshot.job_id
+        if not snapshot.is_terminal:
+            return
+        self._memory.heard(snapshot, source)
+        pending = self._sched.jobs.get(job_id)
+        if pending is not None and pending.outcome is None:
+            self._resolve(pending, snapshot, source=source, shared=True)
+
+    def degrade(self) -> None:
+        """The shared store is unreachable: callbacks may not reach this process.
+
+        Every job expecting a callback, now or tracked until :meth:`recover`, is polled
+        at least every ``policy.max_interval`` from now on until it ends.
+        """
+        if not self._degraded:
+            self._degraded = True
+            now = self._now()
+            for pending in list(self._sched.jobs.values()):
+                self._sched.degrade(pending, now)
+            self._poller.kick()
+
+    def recover(self) -> None:
+        """The shared store is back: new jobs rely on their callbacks again.
+
+        Jobs degraded meanwhile stay polled often (a callback of theirs may be lost).
+        """
+        self._degraded = False
 
     # ------------------------------------------------------------------ internals
-
-    def _finished(self, job_id: str) -> JobResult | JobSnapshot | None:
-        """The remembered outcome of an ended job, if any; the first wait takes it."""
-        now = self._now()
-        outcome = self._unclaimed.pop(job_id, now)
-        if outcome is not None:
-            self._taken.put(job_id, outcome, now)
-            return outcome
-        return self._taken.get(job_id, now)
 
     def _entry(self, job_id: str, *, hooked: bool, started: float | None) -> _Pending:
         pending = self._sched.jobs.get(job_id)
@@ -417,66 +413,17 @@ class JobWaiter:
             return pending
         now = self._now()
         pending = _Pending(job_id, now if started is None else started, hooked=hooked)
+        pending.degraded = hooked and self._degraded
         # Without a submit time the job is not ours (another process, a restart): its age
         # is unknown, so the schedule looks at it right away.
         self._sched.track(pending, now, age_known=started is not None)
         self._emit(job_id, JobEventKind.QUEUED)
-        self._kick()
+        self._poller.kick()
         return pending
 
-    def _kick(self) -> None:
-        """Wake the scheduler task when a poll now falls due before it meant to wake."""
-        if self._sched.next_due() < self._sleep_until:
-            self._wake.set()
-
-    async def _schedule_forever(self, due: MemoryObjectSendStream[_Pending]) -> None:
-        sched = self._sched
-        while True:
-            now = self._now()
-            for pending in sched.pop_due(now):
-                due.send_nowait(pending)
-            self._sleep_until = sched.next_due()
-            self._wake = anyio.Event()
-            with anyio.move_on_after(self._sleep_until - now):
-                await self._wake.wait()
-
-    async def _poll_worker(self, todo: MemoryObjectReceiveStream[_Pending]) -> None:
-        while True:
-            try:  # no extra turn of the loop when a job is already waiting
-                pending = todo.receive_nowait()
-            except anyio.WouldBlock:
-                pending = await todo.receive()
-            await self._poll(pending)
-
-    async def _poll(self, pending: _Pending) -> None:
-        try:
-            if self._budget is not None:
-                await self._budget.acquire()
-            if self._sched.tracks(pending):  # not ended nor forgotten while it was due
-                await self._poll_once(pending)
-        except Exception:  # a bug here must not take the scheduler (and the client) down
-            log.exception("job %s: unexpected error while polling", pending.job_id)
-            self._sched.crashed(pending, self._now())
-        finally:
-            self._sched.released(pending, self._now())
-            self._kick()
-
-    async def _poll_once(self, pending: _Pending) -> None:
-        job_id = pending.job_id
-        self.stats.polls_sent += 1
-        try:
-            snap = await self._fetch(job_id, self._now() + _POLL_TIMEOUT)
-        except TTAPIError as exc:
-            # Passing, whatever it is: a paid job is never failed because a poll went wrong.
-            self.stats.poll_errors += 1
-            if not self._sched.tracks(pending):
-                return  # forgotten while the poll was in flight (its wait ended)
-            pending.last_error = exc
-            delay = self._sched.failed(pending, exc, self._now())
-            log.info("job %s: poll error %s; next poll in %.1fs", job_id, type(exc).__name__, delay)
-            return
-        now = self._now()
-        current = self._sched.jobs.get(job_id)
+    def _answered(self, pending: _Pending, snap: JobSnapshot, now: float) -> None:
+        """What a poll's reply means: the job ended, or it is still running."""
+        current = self._sched.jobs.get(pending.job_id)
         if current is not pending:
             # The entry was forgotten while the poll was in flight (its wait ended) and
             # maybe replaced by a new wait's: hand a final answer to that one, drop the rest.
@@ -488,20 +435,26 @@ class JobWaiter:
             return
         if not pending.running and snap.status is JobStatus.ON_QUEUE:
             pending.running = True
-            self._emit(job_id, JobEventKind.RUNNING)
+            self._emit(pending.job_id, JobEventKind.RUNNING)
         self._sched.answered(pending, now)
 
     def _resolve(
-        self, pending: _Pending, snap: JobSnapshot, *, source: str, polled_at: float | None = None
+        self,
+        pending: _Pending,
+        snap: JobSnapshot,
+        *,
+        source: str,
+        polled_at: float | None = None,
+        shared: bool = False,
     ) -> None:
         if pending.outcome is not None:
             return
         now = self._now() if polled_at is None else polled_at
         # Only a poll that saw the job done by itself says when it ended (see finished).
         learn = source == "poll" and not pending.called_back and snap.succeeded
-        if pending.called_back:
+        if pending.called_back and not shared:
             source = "webhook"  # a callback ended the wait (confirmed by a poll or not)
-        outcome = _outcome(snap, now - pending.started, source, self._redact)
+        outcome = outcome_of(snap, now - pending.started, source, self._redact)
         if isinstance(outcome, JobResult):
             self.stats.succeeded += 1
             self._emit(pending.job_id, JobEventKind.SUCCEEDED)
@@ -510,13 +463,14 @@ class JobWaiter:
             self._emit(pending.job_id, JobEventKind.FAILED, outcome.message)
         pending.outcome = outcome
         self._sched.finished(pending, now, learn=learn)
-        self._kick()  # the first duration learned re-plans every job
+        self._poller.kick()  # the first duration learned re-plans every job
         # Nobody waits yet (a tracked job ended first): keep it for the wait to come.
         # Otherwise the waiters take it now; keep it briefly for repeated waits.
-        store = self._unclaimed if pending.waiters == 0 else self._taken
-        store.put(pending.job_id, outcome, now)
+        self._memory.keep(pending.job_id, outcome, now, taken=pending.waiters > 0)
         if self._on_end is not None:
             self._on_end(pending.job_id)
+        if self._shared is not None and not shared:
+            self._shared.publish(snap, source)  # the other workers' waits end too
         if pending.done is not None:
             pending.done.set()
         log.debug("job %s: %s via %s", pending.job_id, snap.status.value, source)

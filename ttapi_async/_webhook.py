@@ -30,28 +30,27 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final, Protocol
+from collections.abc import Callable
+from typing import Final, Protocol
 
 import anyio
 import attrs
 from aiohttp import web
 
-from ._errors import TOKEN_LENGTH, ResponseFormatError, ValidationError
+from . import _hookhttp
+from ._errors import TOKEN_LENGTH, ResponseFormatError, TTAPIError, ValidationError
+from ._fleet import CallbackVerdict, JobRecord, token_digest
+from ._hookhttp import ASGIReceive, ASGIScope, ASGISend
 from ._models import JobSnapshot
 from ._protocol import parse_callback
 
 
-__all__ = ["CallbackTarget", "WebhookReceiver"]
+__all__ = ["CallbackTarget", "SharedHooks", "WebhookReceiver"]
 
 log = logging.getLogger("ttapi_async.webhook")
 
 _TOKEN_BYTES: Final = 24
 _MAX_EARLY: Final = 8  # callbacks kept per token until the submit returns; the oldest go first
-
-ASGIScope = MutableMapping[str, Any]
-ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class _RefusalCounter(Protocol):
@@ -73,6 +72,29 @@ class CallbackTarget(Protocol):
 
     def accept_callback(self, snapshot: JobSnapshot) -> None:
         """Take a checked callback for one of the waiter's jobs."""
+
+    def adopt_callback(self, snapshot: JobSnapshot) -> None:
+        """Take a checked callback for a job another worker may have submitted."""
+
+
+class SharedHooks(Protocol):
+    """Where several workers share hook tokens (:class:`~ttapi_async.RedisBroker` is one).
+
+    Tokens travel as their SHA-256 digests (:func:`~ttapi_async._fleet.token_digest`).
+    Each method raises a :class:`TTAPIError` when the store cannot be reached.
+    """
+
+    async def register_hook(self, digest: str, ttl: float) -> None:
+        """Store a new, unbound token (before the submit is sent)."""
+
+    async def bind_hook(self, digest: str, record: JobRecord, ttl: float) -> list[bytes]:
+        """Bind a token to its job and store the job's record; the early callbacks' bodies."""
+
+    def forget_hook(self, digest: str) -> None:
+        """Drop a token whose submit failed (queued)."""
+
+    async def check_callback(self, digest: str, snapshot: JobSnapshot) -> CallbackVerdict:
+        """Judge a callback against the shared token (and claim its confirmation)."""
 
 
 @attrs.define
@@ -127,18 +149,30 @@ class WebhookReceiver:
         self._by_job: dict[tuple[CallbackTarget | None, str], str] = {}
         self.accepted = 0
         self.refused = 0
+        # With a shared store: tokens live there too, and callbacks for jobs other workers
+        # submitted go to this process's waiter.
+        self._shared: SharedHooks | None = None
+        self._fleet_waiter: CallbackTarget | None = None
 
     def __repr__(self) -> str:
         return f"<WebhookReceiver {self.public_url!r} tokens={len(self._hooks)}>"
 
     # ------------------------------------------------------------------ registry
 
-    def _attach(self, waiter: CallbackTarget) -> None:
+    def _attach(self, waiter: CallbackTarget, shared: SharedHooks | None = None) -> None:
         """Hear from ``waiter`` (a client's) when its jobs end, to expire their tokens.
 
-        Several waiters may attach; each token routes to the one that registered it.
+        Several waiters may attach; each token routes to the one that registered it. With
+        ``shared`` (the client's broker) tokens are shared with the other workers, and
+        callbacks for their jobs go to ``waiter``.
         """
         waiter._on_end = lambda job_id: self._job_ended(waiter, job_id)  # noqa: SLF001
+        if shared is not None:
+            if self._shared is not None and self._shared is not shared:
+                raise ValidationError("broker", shared, "one receiver shares one broker")
+            self._shared = shared
+            if self._fleet_waiter is None:
+                self._fleet_waiter = waiter
 
     def _job_ended(self, waiter: CallbackTarget | None, job_id: str) -> None:
         """Keep a finished job's token only for the grace period (late duplicates)."""
@@ -154,11 +188,13 @@ class WebhookReceiver:
         """True for a token this receiver minted and still holds (for redaction)."""
         return token in self._hooks
 
-    def register(self, waiter: CallbackTarget | None = None) -> tuple[str, str]:
+    async def register(self, waiter: CallbackTarget | None = None) -> tuple[str, str]:
         """Mint a token before a submit; returns ``(token, hook_url)``.
 
         Callbacks on the token go to ``waiter`` (the submitting client's); with None they
-        are checked and answered, and delivered nowhere.
+        are checked and answered, and delivered nowhere. With a shared store the token
+        (its digest) is stored there before this returns, so any worker accepts its
+        callback; if the store is unreachable the token stays this process's own.
         """
         self._purge()
         token = secrets.token_urlsafe(_TOKEN_BYTES)
@@ -166,13 +202,20 @@ class WebhookReceiver:
         expires = time.monotonic() + self.token_ttl
         self._hooks[token] = _Hook(waiter=waiter, job_id=None, expires=expires)
         heapq.heappush(self._expiry, (expires, token))
+        if self._shared is not None:
+            try:
+                await self._shared.register_hook(token_digest(token), self.token_ttl)
+            except TTAPIError as exc:  # the waiter polls such a job often (degraded)
+                log.warning("webhook: token not shared (%s); its callback must land here", exc)
         return token, f"{self.public_url}/{token}"
 
-    def bind(self, token: str, job_id: str) -> None:
+    async def bind(self, token: str, job_id: str, *, route: str = "4o-image") -> None:
         """Link a token to the job id the submit returned; deliver early callbacks.
 
         Of the callbacks kept before, those naming the job are delivered (in the order
         they came) and the others refused: forged or misrouted, they change nothing.
+        With a shared store, the job's record (``route``, submit time) is stored too, so
+        any worker can wait on it.
         """
         hook = self._hooks.get(token)
         if hook is None:
@@ -180,6 +223,21 @@ class WebhookReceiver:
         hook.job_id = job_id
         self._by_job[hook.waiter, job_id] = token
         early, hook.early = hook.early, []
+        if self._shared is not None:
+            try:
+                digest = token_digest(token)
+                record = JobRecord(
+                    job_id, route, hooked=True, submitted_at=time.time(), hook=digest
+                )
+                bodies = await self._shared.bind_hook(digest, record, self.token_ttl)
+            except TTAPIError as exc:
+                log.warning("webhook: token not bound in the shared store (%s)", exc)
+                bodies = []
+            for body in bodies:
+                try:
+                    early.append(parse_callback(body))
+                except ResponseFormatError:
+                    self._refuse(hook)
         for snap in early:
             if snap.job_id == job_id:
                 self.accepted += 1
@@ -190,6 +248,8 @@ class WebhookReceiver:
 
     def release(self, token: str) -> None:
         """Forget a token whose submit failed."""
+        if self._shared is not None:
+            self._shared.forget_hook(token_digest(token))
         hook = self._hooks.pop(token, None)
         if hook is not None and hook.job_id is not None:
             self._by_job.pop((hook.waiter, hook.job_id), None)
@@ -232,14 +292,9 @@ class WebhookReceiver:
         if hook is None or hook.expires < time.monotonic():
             self._refuse(None)
             return 404, "unknown hook"
-        if len(body) > self.max_body:
-            self._refuse(hook)
-            return 413, "too large"
-        try:
-            snap = parse_callback(body)
-        except ResponseFormatError:
-            self._refuse(hook)
-            return 400, "not a job callback"
+        snap = self._parsed(hook, body)
+        if not isinstance(snap, JobSnapshot):
+            return snap
         if hook.job_id is None:
             # The callback beat the submit's reply: keep it until bind() tells which is
             # the job's, and count it then (accepted or refused, once). Bounded: past
@@ -259,6 +314,54 @@ class WebhookReceiver:
         self._deliver(hook, snap)
         return 200, "ok"
 
+    async def answer(self, token: str, body: bytes) -> tuple[int, str]:
+        """Process one callback against the shared store (what the adapters call).
+
+        Without a shared store this is :meth:`handle`. With one, any worker accepts any
+        worker's token; the first worker to accept a job's callback acts on it (confirms
+        it with one fetch, by default) and shares the outcome; the others answer 200 to
+        the duplicates. While the store is unreachable: 503 (the only 5xx answered).
+        """
+        shared = self._shared
+        if shared is None:
+            return self.handle(token, body)
+        hook = self._hooks.get(token)
+        snap = self._parsed(hook, body)
+        if not isinstance(snap, JobSnapshot):
+            return snap
+        try:
+            verdict = await shared.check_callback(token_digest(token), snap)
+        except TTAPIError:
+            if hook is not None:  # this worker's own token: it can judge the callback alone
+                return self.handle(token, body)
+            return 503, "store unreachable"
+        if verdict.status == 200:  # noqa: PLR2004
+            self.accepted += 1
+            if verdict.confirm:
+                target = hook.waiter if hook is not None else self._fleet_waiter
+                if target is not None:
+                    target.adopt_callback(snap)
+                return 200, "ok"
+            return 200, "duplicate"
+        if verdict.status == 202:  # noqa: PLR2004
+            return 202, "kept"
+        self._refuse(hook)
+        if verdict.status == 400:  # noqa: PLR2004
+            log.warning("webhook: callback for job %s on another job's hook", snap.job_id)
+            return 400, "job mismatch"
+        return 404, "unknown hook"
+
+    def _parsed(self, hook: _Hook | None, body: bytes) -> JobSnapshot | tuple[int, str]:
+        """The job a callback carries, or the answer refusing it (too large, not a job)."""
+        if len(body) > self.max_body:
+            self._refuse(hook)
+            return 413, "too large"
+        try:
+            return parse_callback(body)
+        except ResponseFormatError:
+            self._refuse(hook)
+            return 400, "not a job callback"
+
     def _refuse(self, hook: _Hook | None) -> None:
         """Count a refused callback (on its token's waiter too, when the token is known)."""
         self.refused += 1
@@ -276,35 +379,20 @@ class WebhookReceiver:
 
     # ------------------------------------------------------------------ adapters
 
+    def refuse_token(self, token: str) -> None:
+        """Count a callback refused before it was read (too large, too slow)."""
+        self._refuse(self._hooks.get(token))
+
     async def aiohttp_handler(self, request: web.Request) -> web.Response:
         """Aiohttp handler for ``POST <path>/{token}``."""
-        token = request.match_info.get("token") or request.path.rstrip("/").rsplit("/", 1)[-1]
-        if request.content_length is not None and request.content_length > self.max_body:
-            self._refuse(self._hooks.get(token))
-            return web.Response(status=413, text="too large")
-        # read(n) returns what has arrived so far; a body may come in several segments.
-        body = bytearray()
-        with anyio.move_on_after(self.read_timeout) as reading:
-            while len(body) <= self.max_body:
-                chunk = await request.content.read(self.max_body + 1 - len(body))
-                if not chunk:
-                    break
-                body += chunk
-        if reading.cancelled_caught:
-            # A stalled or trickling sender; close the connection rather than drain it.
-            self._refuse(self._hooks.get(token))
-            response = web.Response(status=408, text="body too slow")
-            response.force_close()
-            return response
-        status, text = self.handle(token, bytes(body))
-        return web.Response(status=status, text=text)
+        return await _hookhttp.aiohttp_handler(self, request)
 
     def add_to_app(self, app: web.Application, path: str | None = None) -> None:
         """Route ``POST <path>/{token}`` of an aiohttp app to this receiver.
 
         ``path`` defaults to the path of ``public_url``.
         """
-        prefix = path if path is not None else _path_of(self.public_url)
+        prefix = path if path is not None else _hookhttp.path_of(self.public_url)
         app.router.add_post(prefix.rstrip("/") + "/{token}", self.aiohttp_handler)
 
     async def asgi_app(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
@@ -312,32 +400,7 @@ class WebhookReceiver:
 
         The token is the last segment of the request path.
         """
-        if scope["type"] != "http":
-            return
-        if scope.get("method") != "POST":
-            await _asgi_reply(send, 405, "POST only")
-            return
-        token = str(scope.get("path", "")).rstrip("/").rsplit("/", 1)[-1]
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        with anyio.move_on_after(self.read_timeout) as reading:
-            while more and size <= self.max_body:
-                message = await receive()
-                if message.get("type") == "http.disconnect":
-                    return  # the sender went away: nothing to answer, nothing accepted
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                chunks.append(chunk)
-                more = bool(message.get("more_body"))
-        if reading.cancelled_caught or size > self.max_body:  # stalled, trickling or huge
-            self._refuse(self._hooks.get(token))
-            status, text = (
-                (408, "body too slow") if reading.cancelled_caught else (413, "too large")
-            )
-        else:
-            status, text = self.handle(token, b"".join(chunks))
-        await _asgi_reply(send, status, text)
+        await _hookhttp.asgi_app(self, scope, receive, send)
 
     async def serve(
         self,
@@ -352,41 +415,4 @@ class WebhookReceiver:
         A connection that sends nothing (or only part of its headers) is closed after
         ``read_timeout`` seconds, as is an idle kept-alive one.
         """
-        app = web.Application(client_max_size=self.max_body + 1024)
-        self.add_to_app(app)
-        # aiohttp closes a connection still waiting for a request (none yet, or headers
-        # cut short) after keepalive_timeout: over an hour by default. The body's own
-        # bound is aiohttp_handler's.
-        runner = web.AppRunner(app, access_log=None, keepalive_timeout=self.read_timeout)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            # aiohttp exposes the bound port (for port=0) only through the site's server.
-            sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001
-            bound = sockets[0].getsockname()[1] if sockets else port
-            task_status.started(bound)
-            await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await runner.cleanup()
-
-
-def _path_of(url: str) -> str:
-    rest = url.split("://", 1)[1]
-    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
-
-
-async def _asgi_reply(send: ASGISend, status: int, text: str) -> None:
-    body = text.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await _hookhttp.serve(self, host, port, task_status=task_status)

@@ -111,6 +111,9 @@ class EmulatedJob:
     finish_time: str | None = None
     fetches: int = 0
     callbacks: int = 0
+    #: Event-loop time (``time.monotonic()``: one clock for every process of the machine)
+    #: when its first callback was posted; None before.
+    callback_at: float | None = None
 
     def body(self) -> dict[str, Any]:
         """The fetch reply, which is also the callback body (wire §7.2)."""
@@ -326,8 +329,12 @@ class Courier:
         self.session: aiohttp.ClientSession | None = None
 
     def open(self) -> None:
-        """Open the HTTP session callbacks are posted with."""
-        self.session = aiohttp.ClientSession()
+        """Open the HTTP session callbacks are posted with.
+
+        A new connection per callback, as webhook senders commonly do: behind a balancer
+        (or a socket several worker processes share) each callback lands on any worker.
+        """
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -358,6 +365,8 @@ class Courier:
         body = _json.dumps(job.body())
         for _ in range(times):
             job.callbacks += 1
+            if job.callback_at is None:
+                job.callback_at = anyio.current_time()
             await self._post(hook, body, faults.timeout)
 
     async def forge(self, job: EmulatedJob) -> None:
