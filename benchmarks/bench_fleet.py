@@ -76,6 +76,7 @@ async def serve_receiver(receiver: tt.WebhookReceiver, port: int) -> Any:
 
 
 async def callbacks_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Submit and await this worker's share; print the report; serve until told to stop."""
     receiver = tt.WebhookReceiver(f"http://127.0.0.1:{args.hook_port}{HOOK_PATH}")
     broker = tt.RedisBroker(args.redis)
     client = tt.Client(
@@ -104,12 +105,17 @@ async def callbacks_worker(args: argparse.Namespace) -> dict[str, Any]:
                 await anyio.sleep(max(0.0, start + i / args.rate - time.monotonic()))
                 tg.start_soon(one)
         cpu = time.process_time() - cpu
-        polls = client.waiter.stats.polls_sent
+        report = {"woke": woke, "polls": client.waiter.stats.polls_sent, "cpu": cpu}
+        # Keep serving until every worker is done: a worker that leaves early would take
+        # callbacks for the others' jobs with it (a deploy's shutdown, not this measure).
+        print(json.dumps(report | {"broker": broker.stats.snapshot()}), flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)
         await runner.cleanup()
-    return {"woke": woke, "polls": polls, "cpu": cpu, "broker": broker.stats.snapshot()}
+    return {}
 
 
 async def bulk_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the shared bulk run with the others; print the report; serve until told to."""
     receiver = tt.WebhookReceiver(f"http://127.0.0.1:{args.hook_port}{HOOK_PATH}")
     broker = tt.RedisBroker(args.redis)
     client = tt.Client(args.key, base_url=args.api, webhook=receiver, broker=broker)
@@ -124,8 +130,10 @@ async def bulk_worker(args: argparse.Namespace) -> dict[str, Any]:
             async for outcome in outcomes:
                 mine += outcome.ok
         cpu = time.process_time() - cpu
+        print(json.dumps({"mine": mine, "cpu": cpu}), flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)  # as in callbacks_worker
         await runner.cleanup()
-    return {"mine": mine, "cpu": cpu, "broker": broker.stats.snapshot()}
+    return {}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -182,15 +190,22 @@ async def run_workers(
         assert proc.stdin is not None
         await proc.stdin.send(b"go\n")
     reports = []
-    for proc in workers:
+    for proc in workers:  # each reports once its own jobs are done, and keeps serving
         assert proc.stdout is not None
-        out = b""
-        async for chunk in proc.stdout:
-            out += chunk
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = await proc.stdout.receive(1)
+            if not chunk:
+                raise RuntimeError(f"a {kind} worker exited early")
+            buf += chunk
+        reports.append(json.loads(buf))
+    for proc in workers:  # then all stop together
+        assert proc.stdin is not None
+        await proc.stdin.send(b"stop\n")
+    for proc in workers:
         await proc.wait()
         if proc.returncode != 0:
             raise RuntimeError(f"a {kind} worker failed with {proc.returncode}")
-        reports.append(json.loads(out.decode().strip().splitlines()[-1]))
     return reports
 
 
@@ -213,6 +228,16 @@ async def callbacks_mode(
             if emu.jobs[job].callback_at is not None
         ]
         total = per * procs
+        late = sorted(
+            (round(t - emu.jobs[job].ends_at, 2), job, emu.jobs[job].callbacks)
+            for job, t in woke.items()
+            if t - emu.jobs[job].ends_at > 1.0
+        )
+        if late or emu.counters.callbacks_failed:
+            print(
+                f"  late: {late[:10]}; callbacks failed: {emu.counters.callbacks_failed}",
+                flush=True,
+            )
         first = min(j.created_at for j in emu.jobs.values())
         wall = max(woke.values()) - first
         return {
@@ -352,6 +377,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "fleet.md")
     args = parser.parse_args()
+    if os.environ.get("BENCH_LOG_DIR"):  # diagnostics: each worker logs to its own file
+        import logging  # noqa: PLC0415
+
+        logging.basicConfig(
+            filename=f"{os.environ['BENCH_LOG_DIR']}/worker-{os.getpid()}.log",
+            level=logging.DEBUG,
+            format="%(created).3f %(name)s %(message)s",
+        )
     if args.worker == "callbacks":
         print(json.dumps(asyncio.run(callbacks_worker(args))), flush=True)
         return

@@ -242,3 +242,11 @@ def test_batch_with_a_damaged_journal_says_so_and_changes_nothing(
     assert "rows 1" in res.stderr
     assert "Run the same command again" not in res.stderr
     assert journal.read_bytes() == before
+
+
+def test_item_ranges_are_compact() -> None:
+    from ttapi_async._cli import _ranges  # noqa: PLC0415
+
+    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert _ranges([9, 3, 4, 2]) == "2-4, 9"
+    assert _ranges([3]) == "3"

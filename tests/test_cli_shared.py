@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import anyio
@@ -27,7 +28,7 @@ LEASE = "2"  # seconds: a dead or stalled process's items are taken over after t
 
 
 def start(
-    cli: list[str], emu: Emulator, url: str, prompts: Path, out: Path
+    cli: list[str], emu: Emulator, url: str, prompts: Path, out: Path, lease: str = LEASE
 ) -> subprocess.Popen[str]:
     env = {**os.environ, "TTAPI_API_KEY": emu.api_key, "TTAPI_BASE_URL": emu.url}
     return subprocess.Popen(
@@ -144,3 +145,26 @@ def test_a_process_stalled_past_its_lease_never_sends_for_what_it_lost(
         emu, redis_server.url, n, [(other.returncode, out, err), (stalled.returncode, s_out, s_err)]
     )
     assert re.search(r"[1-9]\d* taken over", err)
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_finishes_in_flight_work_and_lets_go_of_the_claims(
+    cli: list[str], emu: Emulator, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A deploy stops a process: it finishes what it sent and releases its claims, so
+    the next process takes its items at once instead of waiting out a 60 s lease."""
+    emu.job_duration = (0.3, 0.6)
+    n = 16
+    prompts = prompts_file(tmp_path, n)
+    first = start(cli, emu, redis_server.url, prompts, tmp_path / "first", lease="60")
+    assert first.stdout is not None
+    assert first.stdout.readline().startswith("done\t")
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    started = time.monotonic()
+    second = start(cli, emu, redis_server.url, prompts, tmp_path / "second", lease="60")
+    out, err2 = second.communicate(timeout=60)
+    assert time.monotonic() - started < 30  # well under the 60 s lease
+    check_the_whole_run(emu, redis_server.url, n, [(second.returncode, out, err2)])
+    assert re.search(r"items this process ran: \d", err2)

@@ -2,13 +2,13 @@
 
 The backend runs as its README says (``uvicorn examples.multiworker_backend:app
 --workers N`` from the repository's root), against the emulator (in a thread of this
-process) and a real redis-server of the test's own. Two deployments share one Redis, as
-two groups of machines behind one balancer would: ``front`` (4 workers) takes the
-requests, and its public hook URL points at ``hooks`` (2 workers), so every callback
-lands in another process than the one awaiting its job, and every ``/jobs`` question
-asked of ``hooks`` is about a job another process submitted. Counted in each test: every
-job answered, none submitted twice, and (where no fault forces polling) one fetch per job
-in the whole fleet: the confirmation of its callback.
+process) and a real redis-server of the test's own. Two deployments share one Redis,
+as two groups of machines would: ``front`` (4 workers) takes the requests and its callbacks (the emulator
+opens a new connection per callback, so the kernel hands each to any of the four), and
+``other`` (2 workers) is asked about jobs it never saw: every ``/jobs`` question asked
+of it is about a job another process submitted. Counted in each test: every job
+answered, none submitted twice, and (where no fault forces polling) one fetch per job in
+the whole fleet: the confirmation of its callback.
 
 One fleet serves the module's tests, in order: starting 6 worker processes costs seconds
 of CPU, and the last two tests (a worker killed, Redis restarted) must leave it working.
@@ -99,7 +99,7 @@ class Fleet:
     emu: Emulator
     redis: RedisServer
     front: Backend
-    hooks: Backend
+    other: Backend
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +111,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         start_blocking_portal("asyncio") as portal,
         portal.wrap_async_context_manager(emulator) as emu,
     ):
-        hooks = Backend(emu, redis.url, 2)
-        front = Backend(emu, redis.url, 4, hook_url=f"{hooks.url}/ttapi/hook")
+        other = Backend(emu, redis.url, 2)
+        front = Backend(emu, redis.url, 4)
         try:
-            anyio.run(hooks.ready)
+            anyio.run(other.ready)
             anyio.run(front.ready)
-            yield Fleet(emu, redis, front, hooks)
+            yield Fleet(emu, redis, front, other)
         finally:
             front.stop()
-            hooks.stop()
+            other.stop()
             redis.stop()
 
 
@@ -167,7 +167,7 @@ async def ask_all(
     return answers
 
 
-async def test_generate_answers_from_callbacks_that_land_elsewhere(
+async def test_generate_on_four_workers_callbacks_on_any(
     fleet: Fleet, http: aiohttp.ClientSession
 ) -> None:
     emu = fleet.emu
@@ -188,9 +188,9 @@ async def test_generate_answers_from_callbacks_that_land_elsewhere(
     assert all(a[1]["image_url"] for a in answers)
     assert {a[2] for a in answers} <= fleet.front.pids
     assert set(emu.counters.submits_by_prompt.values()) == {1}
-    # Every callback landed on a `hooks` worker, which confirmed it (one fetch per job in
-    # the fleet) and woke the `front` worker awaiting it; none waited for the 30 s
-    # backstop (TTAPI_WAIT_TIMEOUT is 30 s: that would be a 504).
+    # Each callback landed on any `front` worker, which confirmed it (one fetch per job in
+    # the fleet) and woke the worker awaiting it; none waited for the 30 s backstop
+    # (TTAPI_WAIT_TIMEOUT is 30 s: that would be a 504).
     assert emu.counters.fetches - fetches == 40
     assert emu.counters.callbacks_failed == 0
 
@@ -201,15 +201,15 @@ async def test_submit_on_one_worker_and_ask_another(
     emu = fleet.emu
     fetches = emu.counters.fetches
     ids = list(await submit_all(http, fleet.front, 12, "s"))
-    answers = await ask_all(http, fleet.hooks, ids, 20)
+    answers = await ask_all(http, fleet.other, ids, 20)
     assert {a[0] for a in answers.values()} == {200}
-    assert {a[2] for a in answers.values()} <= fleet.hooks.pids  # not the submitters
+    assert {a[2] for a in answers.values()} <= fleet.other.pids  # not the submitters
     # Late, after the end: answered from the stored result, by any worker, no new fetch.
     for job_id in ids:
         status, body, _ = await request(http, "GET", f"{fleet.front.url}/jobs/{job_id}")
         assert (status, body["image_url"]) == (200, answers[job_id][1]["image_url"])
     assert emu.counters.fetches - fetches == len(ids)
-    status, body, _ = await request(http, "GET", f"{fleet.hooks.url}/jobs/never-submitted")
+    status, body, _ = await request(http, "GET", f"{fleet.other.url}/jobs/never-submitted")
     assert (status, body["job_id"]) == (404, "never-submitted")
     status, _, _ = await request(http, "GET", f"{fleet.front.url}/jobs/{ids[0]}?wait=121")
     assert status == 422
@@ -226,7 +226,7 @@ async def test_a_worker_killed_mid_run_leaves_no_job_behind(
     ids = await submit_all(http, fleet.front, 16, "k")
     victim = max(set(ids.values()), key=list(ids.values()).count)
     os.kill(victim, signal.SIGKILL)
-    answers = await ask_all(http, fleet.hooks, ids, 20)
+    answers = await ask_all(http, fleet.other, ids, 20)
     assert {a[0] for a in answers.values()} == {200}
     assert set(emu.counters.submits_by_prompt.values()) == {1}
     # The dead worker's jobs were finished by the others, one confirmation each.
@@ -238,14 +238,14 @@ async def test_redis_restarted_mid_run(fleet: Fleet, http: aiohttp.ClientSession
     emu.job_duration = (0.2, 0.4)
     ids = list(await submit_all(http, fleet.front, 8, "r"))
     fleet.redis.stop()
-    # Every job ends while Redis is away: the `hooks` workers refuse their callbacks (503:
-    # they cannot check tokens they did not make) and the submitters fall back to polling.
+    # Every job ends while Redis is away: a worker refuses a callback for a token it did
+    # not make (503), judges its own alone, and the submitters fall back to polling.
     with anyio.fail_after(10):
         while sum(1 for i in ids if emu.jobs[i].callbacks) < len(ids):
             await anyio.sleep(0.05)  # the emulator's thread: no event to wait on
     fleet.redis.start()
     started = time.monotonic()
-    answers = await ask_all(http, fleet.hooks, ids, 30)
+    answers = await ask_all(http, fleet.other, ids, 30)
     assert {a[0] for a in answers.values()} == {200}
     # Answered by the submitters' polls (every 8 s at most once degraded, then shared
     # again through Redis), not at the 30 s backstop.

@@ -321,3 +321,32 @@ async def test_a_burst_of_callbacks_waits_for_a_small_pool(
         assert statuses == [200] * len(jobs)
         assert {r.job_id for r in results} == {j.job_id for j in jobs}
         assert sum(tiny.fetches.values()) == len(jobs)
+
+
+async def test_a_worker_that_dies_while_confirming_leaves_the_job_to_its_awaiter(
+    tiny_api: tuple[TinyTTAPI, str], redis_server: RedisServer
+) -> None:
+    """B accepts the callback (the fleet's one confirmation is B's), then closes before its
+    fetch returns. A heard "callback seen": it polls the job after the grace period, not
+    at the (hour-long) backstop."""
+    tiny, api = tiny_api
+    tiny.gate = anyio.Event()  # every fetch waits: B's confirmation never comes back
+    async with fleet(api, redis_server.url, 1, confirm_grace=0.3) as (a,):
+        job = await a.client.gpt4o.submit(prompt="p")
+        receiver = tt.WebhookReceiver(PUBLIC)
+        broker = tt.RedisBroker(redis_server.url)
+        b_client = tt.Client(
+            "sk-test", base_url=api, webhook=receiver, poll_policy=HOOKED, broker=broker
+        )
+        async with anyio.create_task_group() as tg:
+            async with b_client:
+                b = Worker(b_client, receiver, free_port())
+                await tg.start(receiver.serve, "127.0.0.1", b.port)
+                assert await deliver(b, tiny.hooks[job.job_id], body(job.job_id)) == 200
+                await wait_until(lambda: tiny.fetches[job.job_id] == 1)  # B's, in flight
+            tg.cancel_scope.cancel()  # B is gone
+        tiny.gate.set()
+        result = await job.wait(timeout=WAIT)
+        assert result.source == "poll"
+        assert tiny.fetches[job.job_id] == 2  # B's abandoned confirmation, and A's poll
+        assert a.client.waiter.stats.polls_sent == 1

@@ -157,3 +157,20 @@ async def test_bad_arguments_are_refused_by_name(redis_server: RedisServer) -> N
     with pytest.raises(tt.ValidationError, match="url"):
         async with tt.RedisJournal.open("http://127.0.0.1:1", "r"):
             pass
+
+
+async def test_a_closed_run_expires_and_its_claims_are_let_go(redis_server: RedisServer) -> None:
+    async with worker(redis_server.url) as a:
+        await a.begin(0, "fp", "4o", "p")
+        assert await a.claim(0)
+    # Closed: the claim is released (another worker takes the item at once)...
+    async with tt.RedisJournal.open(redis_server.url, "r1", run_ttl=3600) as b:
+        assert await b.claim(0)
+    # ...and the run's keys expire within the hour of its last close (the claims hash,
+    # emptied, is gone already).
+    raw = aioredis.Redis.from_url(redis_server.url)
+    async with raw:
+        keys = RunKeys("ttapi", "r1")
+        ttls = [await raw.ttl(k) for k in (keys.meta, keys.rows, keys.fence)]
+        assert await raw.exists(keys.claims) == 0
+    assert all(3500 < ttl <= 3600 for ttl in ttls), ttls

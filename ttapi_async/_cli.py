@@ -312,6 +312,21 @@ def _load_batch(
     return requests, problems
 
 
+def _ranges(indexes: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` as ``"0-2, 5, 7-8"``."""
+    spans: list[str] = []
+    ordered = sorted(set(indexes))
+    start = prev = ordered[0]
+    for i in [*ordered[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        spans.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ", ".join(spans)
+
+
 #: Problems listed by a failed check of a batch file (the count is always given).
 _MAX_PROBLEMS = 30
 
@@ -383,6 +398,7 @@ class _Display:
         shared: SharedRun,
         rows: Mapping[int, JournalEntry],
         taken_over: int,
+        mine: list[int],
         *,
         interrupted: bool,
     ) -> int:
@@ -394,13 +410,13 @@ class _Display:
         table.add_column("state")
         table.add_column("whole run", justify="right")
         table.add_column("by this process", justify="right")
-        mine = {
+        by_me = {
             ItemState.DONE: p.done,
             ItemState.FAILED: p.failed,
             ItemState.OUTCOME_UNKNOWN: p.unknown,
         }
         for state in ItemState:
-            table.add_row(state.value, str(counts[state]), str(mine.get(state, "")))
+            table.add_row(state.value, str(counts[state]), str(by_me.get(state, "")))
         table.add_row("taken over from a dead process", "", str(taken_over))
         table.add_row("elapsed", "", f"{p.elapsed:.1f} s")
         self.console.print(table)
@@ -410,6 +426,8 @@ class _Display:
             f"{taken_over} taken over from stopped processes",
             err=True,
         )
+        if mine:
+            click.echo(f"items this process ran: {_ranges(mine)}", err=True)
         for index, row in sorted(rows.items()):
             if row.state is ItemState.OUTCOME_UNKNOWN:
                 line = shared.lines[index] if index < len(shared.lines) else "?"
@@ -620,6 +638,7 @@ async def _batch(
     interrupts = 0
     stopped_by: TTAPIError | None = None
     whole: Mapping[int, JournalEntry] | None = None
+    mine: list[int] = []  # the items this process ran to their end
     async with contextlib.AsyncExitStack() as stack:
         store: Path | RedisJournal | None = None
         if isinstance(journal, SharedRun):
@@ -647,12 +666,17 @@ async def _batch(
                         scope.cancel()
 
                 loop = asyncio.get_running_loop()
+                # SIGTERM (a deploy, a scheduler) as the first Ctrl-C: the jobs in flight
+                # finish, a shared run's claims are let go, the journal stays consistent.
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(signal.SIGINT, on_sigint)
+                    loop.add_signal_handler(signal.SIGTERM, on_sigint)
                 try:
                     async with run as outcomes:
                         async for outcome in outcomes:
                             display.outcome(outcome)
+                            if not outcome.resumed:
+                                mine.append(outcome.index)
                 except BulkPausedError as exc:
                     display.note(f"[red]paused after an account error: {exc.cause}")
                     stopped_by = exc
@@ -667,12 +691,15 @@ async def _batch(
                 finally:
                     with contextlib.suppress(NotImplementedError, RuntimeError):
                         loop.remove_signal_handler(signal.SIGINT)
+                        loop.remove_signal_handler(signal.SIGTERM)
         if isinstance(store, RedisJournal):
             whole = await store.load()
     p = run.progress
     if isinstance(journal, SharedRun) and whole is not None:
         taken = run.takeover.taken_over if run.takeover is not None else 0
-        return display.shared_summary(p, out, journal, whole, taken, interrupted=interrupts > 0)
+        return display.shared_summary(
+            p, out, journal, whole, taken, mine, interrupted=interrupts > 0
+        )
     display.summary(p, out, journal if isinstance(journal, Path) else None)
     if scope.cancelled_caught or interrupts:
         return EXIT_INTERRUPTED

@@ -18,7 +18,9 @@ so every key of one hook, or of one job, lands in one slot):
 * ``P:result:{J}``: a job's final state, kept ``result_ttl`` seconds for late readers.
 * ``P:done``: the channel every final state is published on (one channel: a worker's
   subscription does not depend on which jobs it awaits, so nothing slips between a
-  subscribe and a check).
+  subscribe and a check). When a worker accepts a job's first callback, ``S:<job id>``
+  goes out on it too: the worker awaiting the job then polls it itself after a grace
+  period unless the outcome came first (the accepting worker may die while confirming).
 * ``P:epoch``: a random value set once; if it vanishes, Redis lost its data.
 """
 
@@ -39,6 +41,7 @@ from ._protocol import parse_callback
 __all__ = [
     "BIND_SCRIPT",
     "CALLBACK_SCRIPT",
+    "SEEN",
     "CallbackVerdict",
     "FleetKeys",
     "JobRecord",
@@ -49,6 +52,9 @@ __all__ = [
 ]
 
 _PREFIX_RULE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+#: The start of a "callback seen" message on the channel (an outcome is a JSON object).
+SEEN: Final = b"S:"
 
 
 def token_digest(token: str) -> str:
@@ -208,7 +214,8 @@ def callback_verdict(reply: Any) -> CallbackVerdict:
 
 
 #: KEYS: hook, early, confirm. ARGV: the callback's job id, its body, how many early
-#: callbacks to keep, seconds the confirm claim lasts.
+#: callbacks to keep, seconds the confirm claim lasts, the channel (the first acceptance
+#: is announced there as ``S:<job id>``).
 #: Returns {404} unknown token, {202} kept until the submit returns, {400, job} another
 #: job's token, {200, job, 1} first in the fleet, {200, job, 0} a duplicate.
 CALLBACK_SCRIPT: Final = """
@@ -222,7 +229,10 @@ if bound == '' then
   return {202}
 end
 if bound ~= ARGV[1] then return {400, bound} end
-if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then return {200, bound, 1} end
+if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then
+  redis.call('PUBLISH', ARGV[5], 'S:' .. bound)
+  return {200, bound, 1}
+end
 return {200, bound, 0}
 """
 

@@ -35,6 +35,7 @@ from ._errors import BrokerError, ResponseFormatError, ValidationError
 from ._fleet import (
     BIND_SCRIPT,
     CALLBACK_SCRIPT,
+    SEEN,
     CallbackVerdict,
     FleetKeys,
     JobRecord,
@@ -100,6 +101,9 @@ class RedisBroker:
         pool_timeout: see ``max_connections``.
         socket_timeout: seconds one Redis command may take.
         confirm_window: seconds the claim to confirm a job's callback lasts.
+        confirm_grace: seconds the worker awaiting a job waits for the outcome once
+            another worker accepted its callback, before polling the job itself (the
+            accepting worker may have died while confirming it).
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class RedisBroker:
         pool_timeout: float = 5.0,
         socket_timeout: float = 5.0,
         confirm_window: float = 60.0,
+        confirm_grace: float = 5.0,
     ) -> None:
         if max_connections < 2:  # noqa: PLR2004 - one is the subscription's
             raise ValidationError("max_connections", max_connections, "at least 2")
@@ -124,6 +129,7 @@ class RedisBroker:
         self.result_ttl = int(result_ttl)
         self.record_ttl = int(record_ttl)
         self.confirm_window = max(1, int(confirm_window))
+        self.confirm_grace = confirm_grace
         self.stats = BrokerStats()
         self._redis, self._errors = redis_client(
             url,
@@ -260,6 +266,7 @@ class RedisBroker:
             encode_outcome(snapshot, "webhook"),
             _EARLY_KEPT,
             self.confirm_window,
+            self.keys.channel,
         ]
         reply = await self._call(self._callback(keys=keys, args=args), "cannot check a callback")
         return callback_verdict(reply)
@@ -356,6 +363,11 @@ class RedisBroker:
             waiter.degrade()
 
     def _heard(self, data: bytes) -> None:
+        if data.startswith(SEEN):  # a worker accepted a job's callback and confirms it
+            job_id = data[len(SEEN) :].decode(errors="replace")
+            for waiter in self._waiters:
+                waiter.callback_seen(job_id, self.confirm_grace)
+            return
         found = _decoded(data)
         if found is None:
             return

@@ -69,19 +69,23 @@ class RedisJournal:
 
     Attributes:
         run: the run's name. lease: seconds a claim lasts unless renewed. owner: this
-            worker's name in the claims (host, pid and a random part).
+            worker's name in the claims (host, pid and a random part). run_ttl: seconds
+            the run's keys live after a worker closes it.
     """
 
     #: A shared store: the bulk runner waits for other workers' items and takes over
     #: those whose worker died.
     shared: Final = True
 
-    def __init__(self, redis: Redis, keys: RunKeys, lease: float, url: str) -> None:
+    def __init__(
+        self, redis: Redis, keys: RunKeys, lease: float, url: str, run_ttl: float = 7 * 86400.0
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self.run = keys.run
         self.lease = lease
         self.url = url
+        self.run_ttl = max(1, int(run_ttl))
         self.owner: Final = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._lease_ms = max(1, int(lease * 1000))
         self._held: dict[int, int] = {}  # index -> fencing number
@@ -104,9 +108,19 @@ class RedisJournal:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, url: str, run: str, *, prefix: str = "ttapi", lease: float = 30.0
+        cls,
+        url: str,
+        run: str,
+        *,
+        prefix: str = "ttapi",
+        lease: float = 30.0,
+        run_ttl: float = 7 * 86400.0,
     ) -> AsyncIterator[RedisJournal]:
         """Open (or join) the shared run ``run``; its claims are renewed while open.
+
+        Closing it releases this worker's claims and sets the run's keys to expire
+        ``run_ttl`` seconds later (a week): a finished run cleans itself up, and a run
+        joined again within that time resumes.
 
         Raises:
             ValidationError: a bad ``run`` name, ``prefix`` or ``lease``.
@@ -114,9 +128,11 @@ class RedisJournal:
         """
         if not lease >= 1:
             raise ValidationError("lease", lease, "at least 1 second")
+        if not run_ttl >= 1:
+            raise ValidationError("run_ttl", run_ttl, "at least 1 second")
         keys = RunKeys(prefix, run)
         redis, errors = redis_client(url, max_connections=8)
-        journal = cls(redis, keys, lease, shown_url(url))
+        journal = cls(redis, keys, lease, shown_url(url), run_ttl)
         journal._errors = errors
         try:
             await journal._start()
@@ -296,9 +312,19 @@ class RedisJournal:
                     break
 
     async def _release_all(self) -> None:
+        """Let go of every claim, and set the run's keys to expire in ``run_ttl`` seconds.
+
+        A stopping worker's items go to the others at once, not after its lease.
+        """
         for index in list(self._held):
             with contextlib.suppress(BrokerError):
                 await self.release(index)
+        keys = self._keys
+        with contextlib.suppress(BrokerError):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in (keys.meta, keys.rows, keys.claims, keys.fence):
+                    pipe.expire(key, self.run_ttl)
+                await self._call(pipe.execute(), "set the run to expire")
 
 
 def _text(value: bytes | str) -> str:

@@ -149,6 +149,11 @@ class PollScheduler(Generic[J]):
         self._probes.discard(job.job_id)
         job.seq += 1  # invalidates its heap entry
 
+    def soon(self, job: J, now: float, delay: float) -> None:
+        """Poll ``job`` after ``delay`` seconds (unless a poll of it is in flight)."""
+        if self.tracks(job) and not job.polling:
+            self._push(job, now, delay)
+
     def degrade(self, job: J, now: float) -> None:
         """``job``'s callback may be lost: from now on poll it at least every ``max_interval``.
 

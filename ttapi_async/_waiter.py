@@ -384,6 +384,17 @@ class JobWaiter:
         if pending is not None and pending.outcome is None:
             self._resolve(pending, snapshot, source=source, shared=True)
 
+    def callback_seen(self, job_id: str, grace: float) -> None:
+        """Another worker accepted the job's callback and is confirming it.
+
+        Its outcome is expected within ``grace`` seconds; if it does not come (that
+        worker died while confirming), the job is polled here then, not at the backstop.
+        """
+        pending = self._sched.jobs.get(job_id)
+        if pending is not None and pending.outcome is None and not pending.called_back:
+            self._sched.soon(pending, self._now(), grace)
+            self._poller.kick()
+
     def degrade(self) -> None:
         """The shared store is unreachable: callbacks may not reach this process.
 

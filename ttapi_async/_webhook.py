@@ -76,6 +76,10 @@ class CallbackTarget(Protocol):
     def adopt_callback(self, snapshot: JobSnapshot) -> None:
         """Take a checked callback for a job another worker may have submitted."""
 
+    @property
+    def running(self) -> bool:
+        """True while the waiter runs (its client is open)."""
+
 
 class SharedHooks(Protocol):
     """Where several workers share hook tokens (:class:`~ttapi_async.RedisBroker` is one).
@@ -339,7 +343,9 @@ class WebhookReceiver:
             self.accepted += 1
             if verdict.confirm:
                 target = hook.waiter if hook is not None else self._fleet_waiter
-                if target is not None:
+                # A worker shutting down accepts but cannot confirm: the worker awaiting
+                # the job heard "callback seen" and polls it after a grace period.
+                if target is not None and target.running:
                     target.adopt_callback(snap)
                 return 200, "ok"
             return 200, "duplicate"
