@@ -2,13 +2,12 @@
 
 The backend runs as its README says (``uvicorn examples.multiworker_backend:app
 --workers N`` from the repository's root), against the emulator (in a thread of this
-process) and a real redis-server of the test's own. Two deployments share one Redis,
-as two groups of machines would: ``front`` (4 workers) takes the requests and its callbacks (the emulator
-opens a new connection per callback, so the kernel hands each to any of the four), and
-``other`` (2 workers) is asked about jobs it never saw: every ``/jobs`` question asked
-of it is about a job another process submitted. Counted in each test: every job
-answered, none submitted twice, and (where no fault forces polling) one fetch per job in
-the whole fleet: the confirmation of its callback.
+process) and a real redis-server of the test's own. Two deployments share one Redis, as
+two groups of machines would: ``front`` (4 workers) takes the requests and their
+callbacks (the emulator opens a new connection per callback, so the kernel hands each to
+any of the four), and ``other`` (2 workers) is asked about jobs it never saw. Counted in
+each test: every job answered, none submitted twice, and (where no fault forces polling)
+one fetch per job in the whole fleet: the confirmation of its callback.
 
 One fleet serves the module's tests, in order: starting 6 worker processes costs seconds
 of CPU, and the last two tests (a worker killed, Redis restarted) must leave it working.
