@@ -17,6 +17,7 @@ import pytest
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import aiohttp
     from aiohttp import web
     from helpers import RedisServer
 
@@ -193,3 +194,12 @@ def emu() -> Iterator[Emulator]:
         portal.wrap_async_context_manager(emulator) as served,
     ):
         yield served
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session, for tests that talk HTTP to a server themselves."""
+    import aiohttp  # noqa: PLC0415 - see the imports
+
+    async with aiohttp.ClientSession() as session:
+        yield session

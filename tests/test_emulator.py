@@ -13,7 +13,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
@@ -25,20 +24,10 @@ from emulator_helpers import GEN, SUBMIT, post_json, receiver, submit
 from ttapi_async.testing import CallbackFaults, Counters, EmulatedJob, Emulator
 
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-
 pytestmark = pytest.mark.anyio
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 # --------------------------------------------------------------------------- construction

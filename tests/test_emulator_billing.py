@@ -4,7 +4,6 @@ what each call costs (``ttapi_async/testing/_billing.py``)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
@@ -21,17 +20,7 @@ from ttapi_async.testing import (
 )
 
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 # --------------------------------------------------------------------------- balance and queue

@@ -3,8 +3,6 @@ where they must not go (``ttapi_async/testing/_cdn.py``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 import anyio
 import pytest
@@ -19,17 +17,7 @@ from ttapi_async.testing import (
 )
 
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 # --------------------------------------------------------------------------- files

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import pytest
@@ -34,17 +34,7 @@ from ttapi_async.testing import (
 )
 
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 # --------------------------------------------------------------------------- /v1 generations

@@ -68,8 +68,10 @@ class Takeover(Generic[_S, _Slot]):
         self._claim = claim
         self._slot = slot
         self._launch = launch
-        # Often enough to take a dead worker's items soon after its lease lapses, and to
-        # notice the run's end; not so often that idle workers load Redis.
+        # Often enough to take a dead worker's items soon after its lease lapses and to
+        # notice the run's end (a worker exits within this of the last item ending); not
+        # so often that idle workers load Redis (a look every 0.5 s instead of 2 s cost
+        # 28% more Redis commands per job in bench_fleet.py, and no wall time).
         self._period = period if period is not None else min(2.0, max(0.2, journal.lease / 4))
         self._watched: dict[int, Request] = {}
         self._tg: TaskGroup | None = None
