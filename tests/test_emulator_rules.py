@@ -113,37 +113,12 @@ def _refs(case: Mapping[str, Any]) -> list[Any]:
 #: Every difference the two tables may show, each with its evidence.
 ALLOWED: tuple[Allowed, ...] = (
     Allowed(
-        "2026 models",
-        "gpt-image-1.5 and gpt-image-2 are in ttapi-wire-2026.md section 2 (VERIFIED): the "
-        "emulator knows their sizes, qualities and n limit; the SDK knows no rules for them "
-        "and passes them through by design (the server decides)",
-        frozenset({GEN, EDIT}),
-        sdk_refuses=False,
-        applies=lambda c: (
-            c.get("model") in {"gpt-image-1.5", "gpt-image-2"}
-            # Lapses by itself once the SDK learns the model.
-            and c["model"] not in sdk.GENERATE_MODELS
-        ),
-    ),
-    Allowed(
         "blank prompt",
         "a prompt of spaces: OpenAI only documents 'required'; the emulator is tolerant, the "
         "SDK refuses it as a certain mistake",
         frozenset({GEN, EDIT, DALLE3, SUBMIT}),
         sdk_refuses=True,
         applies=lambda c: isinstance(c.get("prompt"), str) and c["prompt"].isspace(),
-    ),
-    Allowed(
-        "50 MB edit inputs",
-        "gpt-image-1 edit inputs of 25 to 50 MB: ttapi-wire.md section 8 gives 25 MB (the "
-        "gpt-image-1 era), ttapi-wire-2026.md section 2 the current 'less than 50MB' "
-        "(VERIFIED [O2]); the emulator takes the current cap, the SDK the old one",
-        frozenset({EDIT}),
-        sdk_refuses=True,
-        applies=lambda c: (
-            c.get("model") in {"gpt-image-1", ABSENT}
-            and any(25 * MB <= size < 50 * MB for size in _sizes_of(c))
-        ),
     ),
     Allowed(
         "legacy style",
@@ -299,7 +274,7 @@ def test_generate_verdicts_agree() -> None:
         lambda c: sdk_refuses(sdk.check_generate, params(c)),
         lambda c: emu_refuses(emu.check_generate, params(c)),
     )
-    assert_agree(diff, {"2026 models", "blank prompt"})
+    assert_agree(diff, {"blank prompt"})
 
 
 def test_parameters_the_sdk_leaves_to_the_server() -> None:
@@ -417,7 +392,7 @@ def emu_edit(case: Mapping[str, Any]) -> bool:
 def test_edit_verdicts_agree() -> None:
     """POST /v1/images/edits: models x inputs x masks x parameters, judged alike."""
     diff = compare(EDIT, edit_grid(), sdk_edit, emu_edit)
-    assert_agree(diff, {"2026 models", "blank prompt", "50 MB edit inputs"})
+    assert_agree(diff, {"blank prompt"})
 
 
 def dalle3_grid() -> Iterator[dict[str, Any]]:

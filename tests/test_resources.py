@@ -79,6 +79,8 @@ def open_image(data: bytes) -> Image.Image:
             (256, 256),
             "RGB",
         ),
+        ({"model": "gpt-image-1.5", "size": "1536x1024"}, "PNG", (1536, 1024), "RGB"),
+        ({"model": "gpt-image-2", "size": "1536x864"}, "PNG", (1536, 864), "RGB"),
     ],
 )
 async def test_generate_returns_real_images(
@@ -91,7 +93,7 @@ async def test_generate_returns_real_images(
     img = open_image(r.data[0].decode())
     assert (img.format, img.size) == (fmt, size)
     assert img.mode.startswith(mode) or (mode == "RGB" and img.mode in {"RGB", "P", "L"})
-    if kwargs["model"] == "gpt-image-1":
+    if str(kwargs["model"]).startswith("gpt-image"):
         assert r.usage is not None
         assert r.usage.total_tokens > 0
     else:
@@ -155,6 +157,26 @@ async def test_edit_multiple_images_and_mask(emulator: Emulator, tmp_path: Path)
     assert len(r.data) == 2
     assert open_image(r.data[0].decode()).size == (1024, 1024)
     assert r.usage is not None
+
+
+async def test_edit_with_the_2026_models_and_input_fidelity(emulator: Emulator) -> None:
+    """gpt-image-2 edits at a free size, with input_fidelity; a bad size is refused first."""
+    async with sdk(emulator) as c:
+        r = await c.images.edit(
+            image=png((64, 64)),
+            prompt="a scarf",
+            model="gpt-image-2",
+            size="1280x720",
+            input_fidelity="high",
+            moderation="low",
+        )
+        assert open_image(r.data[0].decode()).size == (1280, 720)
+        with pytest.raises(tt.ValidationError, match="multiples of 16") as info:
+            await c.images.edit(
+                image=png((64, 64)), prompt="x", model="gpt-image-2", size="1000x1000"
+            )
+        assert info.value.param == "size"
+    assert emulator.counters.requests["/v1/images/edits"] == 1
 
 
 async def test_edit_dalle2_square_png(emulator: Emulator) -> None:

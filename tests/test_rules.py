@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import attrs
 import pytest
 from PIL import Image
 
@@ -53,7 +54,7 @@ def image_bytes(fmt: str, size: tuple[int, int], mode: str = "RGB") -> bytes:
         (
             {"prompt": "x", "model": "dall-e-3", "background": "opaque"},
             "background",
-            "only gpt-image-1",
+            "only the GPT image models",
         ),
         # No model but a GPT-image-only parameter: gpt-image-1 is served, and its rules apply.
         ({"prompt": "x", "background": "clear"}, "background", "gpt-image-1 accepts"),
@@ -66,12 +67,12 @@ def image_bytes(fmt: str, size: tuple[int, int], mode: str = "RGB") -> bytes:
         (
             {"prompt": "x", "model": "dall-e-2", "moderation": "low"},
             "moderation",
-            "only gpt-image-1",
+            "only the GPT image models",
         ),
         (
             {"prompt": "x", "model": "dall-e-3", "output_format": "png"},
             "output_format",
-            "only gpt-image-1",
+            "only the GPT image models",
         ),
         ({"prompt": "x", "model": "gpt-image-1", "output_format": "gif"}, "output_format", "jpeg"),
         (
@@ -108,7 +109,7 @@ def image_bytes(fmt: str, size: tuple[int, int], mode: str = "RGB") -> bytes:
         (
             {"prompt": "x", "model": "dall-e-2", "output_compression": 5},
             "output_compression",
-            "only gpt-image-1",
+            "only the GPT image models",
         ),
         ({"prompt": "x", "user": 5}, "user", "string"),
         ({"prompt": "x", "model": ""}, "model", "model name"),
@@ -185,7 +186,7 @@ def info_of(fmt: str, size: tuple[int, int], mode: str = "RGB") -> ImageInfo:
 
 
 def test_edit_rules_gpt_image() -> None:
-    """gpt-image-1 edits: up to 16 png/webp/jpeg images under 25 MB."""
+    """GPT image model edits: up to 16 png/webp/jpeg images under 50 MB (2026 section 2)."""
     ok = [info_of("PNG", (64, 64)), info_of("WEBP", (64, 32)), info_of("JPEG", (10, 10))]
     check_edit({"prompt": "x", "model": "gpt-image-1"}, ok, None)
     with pytest.raises(tt.ValidationError, match="at most 16"):
@@ -194,9 +195,12 @@ def test_edit_rules_gpt_image() -> None:
     with pytest.raises(tt.ValidationError) as info:
         check_edit({"prompt": "x", "model": "gpt-image-1"}, [ok[0], gif], None)
     assert info.value.param == "image[1]"
-    huge = ImageInfo(mime="image/png", width=8, height=8, size=25 * 1024 * 1024, has_alpha=False)
-    with pytest.raises(tt.ValidationError, match="under 25 MB"):
-        check_edit({"prompt": "x", "model": "gpt-image-1"}, [huge], None)
+    big = ImageInfo(mime="image/png", width=8, height=8, size=49 * 1024 * 1024, has_alpha=False)
+    for model in ("gpt-image-1", "gpt-image-1.5", "gpt-image-2"):
+        check_edit({"prompt": "x", "model": model}, [big], None)
+        huge = attrs.evolve(big, size=50 * 1024 * 1024)
+        with pytest.raises(tt.ValidationError, match="under 50 MB"):
+            check_edit({"prompt": "x", "model": model}, [huge], None)
 
 
 def test_edit_rules_dalle2() -> None:
@@ -235,7 +239,7 @@ def test_edit_rules_model_and_empty() -> None:
         check_edit({"prompt": "x", "model": "dall-e-3"}, [img], None)
     with pytest.raises(tt.ValidationError, match="at least one"):
         check_edit({"prompt": "x", "model": "gpt-image-1"}, [], None)
-    with pytest.raises(tt.ValidationError, match="only gpt-image-1"):
+    with pytest.raises(tt.ValidationError, match="only the GPT image models"):
         check_edit({"prompt": "x", "model": "dall-e-2", "background": "opaque"}, [img], None)
 
 
@@ -303,3 +307,44 @@ def test_sniff_reads_type_size_and_alpha() -> None:
     assert (webp.mime, webp.width, webp.height) == ("image/webp", 12, 8)
     junk = sniff(b"not an image at all")
     assert (junk.mime, junk.width) == ("application/octet-stream", -1)
+
+
+@pytest.mark.parametrize(
+    "size", ["auto", "1024x1024", "1536x864", "3840x1280", "1280x3840", "16x16"]
+)
+def test_gpt_image_2_takes_free_sizes(size: str) -> None:
+    check_generate({"prompt": "x", "model": "gpt-image-2", "size": size})
+
+
+@pytest.mark.parametrize(
+    ("size", "rule"),
+    [
+        ("1000x1000", "multiples of 16"),
+        ("4096x2304", "at most 3840"),
+        ("3840x1248", "3:1"),
+        ("1024", "WIDTHxHEIGHT"),
+        ("0x1024", "WIDTHxHEIGHT"),
+        ("\uff11\uff10\uff12\uff14x1024", "WIDTHxHEIGHT"),  # full-width digits: not ASCII
+    ],
+)
+def test_gpt_image_2_refuses_a_bad_size_by_its_rule(size: str, rule: str) -> None:
+    with pytest.raises(tt.ValidationError, match=rule) as info:
+        check_generate({"prompt": "x", "model": "gpt-image-2", "size": size})
+    assert info.value.param == "size"
+
+
+def test_gpt_image_1_5_has_gpt_image_1_sizes() -> None:
+    check_generate({"prompt": "x", "model": "gpt-image-1.5", "size": "1536x1024"})
+    with pytest.raises(tt.ValidationError, match="size"):
+        check_generate({"prompt": "x", "model": "gpt-image-1.5", "size": "1536x864"})
+
+
+def test_input_fidelity_is_for_the_gpt_image_models() -> None:
+    img = info_of("PNG", (64, 64), "RGBA")
+    for model in ("gpt-image-1", "gpt-image-1.5", "gpt-image-2"):
+        check_edit({"prompt": "x", "model": model, "input_fidelity": "high"}, [img], None)
+    with pytest.raises(tt.ValidationError, match="high, low") as info:
+        check_edit({"prompt": "x", "model": "gpt-image-1", "input_fidelity": "max"}, [img], None)
+    assert info.value.param == "input_fidelity"
+    with pytest.raises(tt.ValidationError, match="GPT image models"):
+        check_edit({"prompt": "x", "model": "dall-e-2", "input_fidelity": "low"}, [img], None)

@@ -80,11 +80,14 @@ class Images(_Resource):
         """Create images from a prompt.
 
         Arguments follow OpenAI's Images API; a None is not sent. The rules of the known
-        models (gpt-image-1, dall-e-2, dall-e-3) are checked first, and a broken rule
-        raises :class:`ValidationError` naming the parameter; with no ``model`` the
-        server's default is assumed: dall-e-2, or gpt-image-1 when a parameter only it
-        takes is given (``background``, ``moderation``, ``output_format``,
-        ``output_compression``). Other models pass through unchecked.
+        models (gpt-image-1, gpt-image-1.5, gpt-image-2, dall-e-2, dall-e-3) are checked
+        first, and a broken rule raises :class:`ValidationError` naming the parameter.
+        gpt-image-2 takes any ``WIDTHxHEIGHT`` with both sides multiples of 16, the longer
+        edge at most 3840 and a ratio up to 3:1 (the server decides the rest). With no
+        ``model`` the server's default is assumed: dall-e-2, or gpt-image-1 when a
+        parameter only the GPT image models take is given (``background``,
+        ``moderation``, ``output_format``, ``output_compression``). Other models pass
+        through unchecked.
         ``extra_body`` adds raw fields (unchecked). ``timeout`` bounds the whole call.
 
         Returns:
@@ -122,14 +125,18 @@ class Images(_Resource):
         background: str | None = None,
         output_format: str | None = None,
         output_compression: int | None = None,
+        moderation: str | None = None,
+        input_fidelity: str | None = None,
         user: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout = NOT_GIVEN,
     ) -> ImagesResponse:
         """Edit or extend one or more images with a prompt.
 
-        ``image`` is a path, bytes, a binary file, or a list of those (gpt-image-1: up
-        to 16 png/webp/jpeg images under 25 MB; dall-e-2: one square PNG under 4 MB).
+        ``image`` is a path, bytes, a binary file, or a list of those (the GPT image
+        models: up to 16 png/webp/jpeg images under 50 MB; dall-e-2: one square PNG under
+        4 MB). ``input_fidelity`` (``high`` or ``low``) is for the GPT image models; which
+        of them take it is disputed, so the server decides that.
         ``mask`` is a PNG with the first image's dimensions whose transparent pixels mark
         what to edit. The MIME type of each upload is read from its bytes. Rules are
         checked before anything is sent; ``timeout`` bounds the whole call, reading the
@@ -158,6 +165,8 @@ class Images(_Resource):
             "background": background,
             "output_format": output_format,
             "output_compression": output_compression,
+            "moderation": moderation,
+            "input_fidelity": input_fidelity,
             "user": user,
         }
         spec = build_edit(params, images, mask_image, extra_body)

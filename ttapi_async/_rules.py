@@ -1,8 +1,9 @@
 """Parameter rules of the image endpoints, as data, and the pure checks that apply them.
 
 Strictly private. The tables follow ``ttapi-wire.md`` section 8 (OpenAI's gpt-image-1-era
-rules, which TTAPI passes through) and the seed document for the legacy DALL-E 3 and
-4o-image routes. The client runs these checks before sending anything; the emulator
+rules, which TTAPI passes through), ``ttapi-wire-2026.md`` section 2 (gpt-image-1.5,
+gpt-image-2 and the current 50 MB edit inputs) and the seed document for the legacy
+DALL-E 3 and 4o-image routes. The client runs these checks before sending anything; the emulator
 runs the same checks on what it receives, so both sides agree on one table.
 
 Only models named here are checked in detail. Any other model passes through with the
@@ -73,6 +74,10 @@ class ModelRules:
     max_image_bytes: int = 4 * _MB
     image_types: frozenset[str] = frozenset({"image/png"})
     square_png: bool = False
+    #: gpt-image-2: any ``WxH`` within the rules both its sources share (2026 section 10:
+    #: both sides multiples of 16, the longer edge at most 3840, a ratio up to 3:1), or
+    #: one of ``sizes``. The pixel bounds belong to gpt-image-2-plus on /openai/gpt/*.
+    free_size: bool = False
 
 
 _GPT_IMAGE_1 = ModelRules(
@@ -83,9 +88,16 @@ _GPT_IMAGE_1 = ModelRules(
     response_format=False,
     gpt_image_params=True,
     max_images=16,
-    max_image_bytes=25 * _MB,
+    # "less than 50MB" (2026 section 2, VERIFIED [O2]); the gpt-image-1-era text said 25 MB.
+    max_image_bytes=50 * _MB,
     image_types=frozenset({"image/png", "image/webp", "image/jpeg"}),
 )
+# 2026 section 2: the same sizes, qualities and edit inputs as gpt-image-1.
+_GPT_IMAGE_1_5 = attrs.evolve(_GPT_IMAGE_1, name="gpt-image-1.5")
+_GPT_IMAGE_2 = attrs.evolve(
+    _GPT_IMAGE_1, name="gpt-image-2", sizes=frozenset({"auto"}), free_size=True
+)
+_GPT_MODELS = (_GPT_IMAGE_1, _GPT_IMAGE_1_5, _GPT_IMAGE_2)
 _DALLE_2 = ModelRules(
     name="dall-e-2",
     max_prompt=1000,
@@ -104,10 +116,15 @@ _DALLE_3 = ModelRules(
 
 #: Rules of ``POST /v1/images/generations`` per known model.
 GENERATE_MODELS: Final[Mapping[str, ModelRules]] = {
-    r.name: r for r in (_GPT_IMAGE_1, _DALLE_2, _DALLE_3)
+    r.name: r for r in (*_GPT_MODELS, _DALLE_2, _DALLE_3)
 }
 #: Rules of ``POST /v1/images/edits`` per known model (dall-e-3 cannot edit).
-EDIT_MODELS: Final[Mapping[str, ModelRules]] = {r.name: r for r in (_GPT_IMAGE_1, _DALLE_2)}
+EDIT_MODELS: Final[Mapping[str, ModelRules]] = {r.name: r for r in (*_GPT_MODELS, _DALLE_2)}
+
+_SIZE_STEP = 16
+_SIZE_EDGE = 3840
+_SIZE_RATIO = 3
+_INPUT_FIDELITIES = frozenset({"high", "low"})
 
 _MASK_MAX_BYTES = 4 * _MB
 _REFER_IMAGES_MAX = 16  # INFERRED: no documented cap; a generous bound catches mistakes
@@ -157,7 +174,9 @@ def _check_gpt_image_params(p: Mapping[str, Any], rules: ModelRules, model: str)
         given = [k for k in _GPT_IMAGE_ONLY if p.get(k) is not None]
         if given:
             name = given[0]
-            raise ValidationError(name, p[name], f"only gpt-image-1 accepts {name}, not {model}")
+            raise ValidationError(
+                name, p[name], f"only the GPT image models accept {name}, not {model}"
+            )
         return
     background = p.get("background")
     if background is not None:
@@ -184,6 +203,22 @@ def _check_gpt_image_params(p: Mapping[str, Any], rules: ModelRules, model: str)
             )
 
 
+def _check_free_size(size: object, rules: ModelRules, model: str) -> None:
+    """A ``WIDTHxHEIGHT`` size by the rules both of gpt-image-2's sources share."""
+    if isinstance(size, str) and size in rules.sizes:
+        return
+    w, _, h = size.partition("x") if isinstance(size, str) else ("", "", "")
+    if not (w.isdigit() and h.isdigit() and w.isascii() and h.isascii() and int(w) and int(h)):
+        raise ValidationError("size", size, f"{model} takes 'auto' or WIDTHxHEIGHT, e.g. 1536x864")
+    width, height = int(w), int(h)
+    if width % _SIZE_STEP or height % _SIZE_STEP:
+        raise ValidationError("size", size, f"{model} needs both sides multiples of 16")
+    if max(width, height) > _SIZE_EDGE:
+        raise ValidationError("size", size, f"{model} takes a longer edge of at most 3840")
+    if max(width, height) > _SIZE_RATIO * min(width, height):
+        raise ValidationError("size", size, f"{model} takes a ratio of at most 3:1 either way")
+
+
 def _check_common(p: Mapping[str, Any], rules: ModelRules | None, model: str) -> None:
     """Checks shared by generations and edits."""
     _check_prompt(p.get("prompt"), rules.max_prompt if rules else None, model)
@@ -194,7 +229,10 @@ def _check_common(p: Mapping[str, Any], rules: ModelRules | None, model: str) ->
     if rules is None:
         return
     if (size := p.get("size")) is not None:
-        _one_of("size", size, rules.sizes, model)
+        if rules.free_size:
+            _check_free_size(size, rules, model)
+        else:
+            _one_of("size", size, rules.sizes, model)
     if (quality := p.get("quality")) is not None:
         _one_of("quality", quality, rules.qualities, model)
     rf = p.get("response_format")
@@ -246,6 +284,14 @@ def check_edit(p: Mapping[str, Any], images: Sequence[ImageInfo], mask: ImageInf
     """
     rules, model = _rules_for(EDIT_MODELS, p, "images.edit")
     _check_common(p, rules, model)
+    if (fidelity := p.get("input_fidelity")) is not None and rules is not None:
+        # Which GPT image models take it is in dispute (2026 section 2): the server decides
+        # that; the values are not in dispute.
+        if not rules.gpt_image_params:
+            raise ValidationError(
+                "input_fidelity", fidelity, f"only the GPT image models accept it, not {model}"
+            )
+        _one_of("input_fidelity", fidelity, _INPUT_FIDELITIES, model)
     if not images:
         raise ValidationError("image", images, "at least one image is required")
     if rules is not None:
