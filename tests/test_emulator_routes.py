@@ -3,6 +3,7 @@ refusals in each route's shape (``ttapi_async/testing/_routes.py``)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 from typing import Any
@@ -414,11 +415,57 @@ async def test_edit_validation_errors(
     assert emulator.counters.billed.total() == 0
 
 
-async def test_edit_needs_multipart(emulator: Emulator, http: aiohttp.ClientSession) -> None:
-    """A JSON edit body is refused with a 400 naming the expected content type."""
-    status, body = await post_json(http, emulator, EDIT, {"prompt": "p"})
-    assert status == 400
-    assert "multipart/form-data" in body["error"]["message"]
+async def test_json_edit_by_reference(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    """A JSON edit (2026 section 4): images[] by https URL, data: URL or file id."""
+    data_url = "data:image/png;base64," + base64.b64encode(png(64, 64)).decode()
+    body = {
+        "prompt": "a hat",
+        "images": [
+            {"image_url": "https://cdn.example/a.png"},
+            {"image_url": data_url},
+            {"file_id": "file-1"},
+        ],
+        "mask": {"image_url": "https://cdn.example/m.png"},
+        "input_fidelity": "high",
+    }
+    status, reply = await post_json(http, emulator, EDIT, body)  # no model: gpt-image-1.5
+    assert status == 200, reply
+    assert reply["usage"]["input_tokens_details"]["image_tokens"] > 0
+    assert emulator.counters.billed[EDIT] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "dall-e-2", "images": [{"image_url": "https://a.example/x.png"}]}, "model"),
+        ({"images": []}, "images"),
+        ({"images": [{"image_url": "https://a", "file_id": "f"}]}, "images[0]"),
+        ({"images": [{"image_url": "ftp://a.example/x.png"}]}, "images[0]"),
+        ({"images": [{"image_url": "data:image/png;base64,!!"}]}, "images[0]"),
+        ({"images": [{"file_id": "f"}], "mask": {"url": "x"}}, "mask"),
+        ({"images": [{"file_id": "f"}], "input_fidelity": "max"}, "input_fidelity"),
+    ],
+)
+async def test_json_edit_refusals(
+    emulator: Emulator, http: aiohttp.ClientSession, body: dict[str, Any], param: str
+) -> None:
+    status, reply = await post_json(http, emulator, EDIT, {"prompt": "p", **body})
+    assert status == 400, reply
+    assert reply["error"]["param"] == param
+    assert emulator.counters.billed.total() == 0
+
+
+async def test_edit_needs_multipart_or_json(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """Any other body is refused with a 400 naming the expected content type."""
+    async with http.post(
+        emulator.url + EDIT,
+        data=b"prompt=p",
+        headers={**key(emulator), "Content-Type": "text/plain"},
+    ) as resp:
+        assert resp.status == 400
+        assert "multipart/form-data" in (await resp.json())["error"]["message"]
 
 
 # --------------------------------------------------------------------------- legacy DALL-E 3

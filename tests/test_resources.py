@@ -4,6 +4,7 @@ emulator over real HTTP on 127.0.0.1, and uploads and local checks against tiny 
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -177,6 +178,54 @@ async def test_edit_with_the_2026_models_and_input_fidelity(emulator: Emulator) 
             )
         assert info.value.param == "size"
     assert emulator.counters.requests["/v1/images/edits"] == 1
+
+
+async def test_json_edit_by_url_data_url_and_file_id(emulator: Emulator) -> None:
+    """Images given as tt.ImageURL / tt.FileID go as a JSON edit (images[]), and work."""
+    data_url = "data:image/png;base64," + base64.b64encode(png((64, 64))).decode()
+    async with sdk(emulator) as c:
+        r = await c.images.edit(
+            image=[tt.ImageURL("https://cdn.example/a.png"), tt.ImageURL(data_url)],
+            mask=tt.ImageURL("https://cdn.example/mask.png"),
+            prompt="a scarf",
+            model="gpt-image-1",
+            input_fidelity="high",
+        )
+        assert len(r.data) == 1
+        assert r.usage is not None
+        r2 = await c.images.edit(image=tt.FileID("file-abc123"), prompt="a hat")  # gpt-image-1.5
+        assert len(r2.data) == 1
+    assert emulator.counters.requests["/v1/images/edits"] == 2
+    assert repr(tt.ImageURL(data_url)).endswith("...')")  # a data: URL is not dumped whole
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param", "rule"),
+    [
+        ({"image": [tt.ImageURL("https://x.example/a.png"), b"\x89PNG"]}, "image", "none of them"),
+        ({"image": tt.ImageURL("http://x.example/a.png")}, "image", "https://"),
+        ({"image": tt.ImageURL("data:image/png;base64,@@@")}, "image", "base64"),
+        ({"image": tt.ImageURL("https://x.example/a.png"), "model": "dall-e-2"}, "image", "upload"),
+        ({"image": tt.FileID("  ")}, "image", "file id"),
+        (
+            {
+                "image": tt.ImageURL(
+                    "data:image/gif;base64," + base64.b64encode(b"GIF89a....").decode()
+                )
+            },
+            "image",
+            "png",
+        ),
+    ],
+)
+async def test_json_edit_rules_checked_before_sending(
+    emulator: Emulator, kwargs: dict[str, Any], param: str, rule: str
+) -> None:
+    async with sdk(emulator) as c:
+        with pytest.raises(tt.ValidationError, match=rule) as info:
+            await c.images.edit(prompt="x", **kwargs)
+    assert info.value.param == param
+    assert emulator.counters.requests["/v1/images/edits"] == 0
 
 
 async def test_edit_dalle2_square_png(emulator: Emulator) -> None:

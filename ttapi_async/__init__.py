@@ -79,7 +79,7 @@ from ._requests import Dalle3Request, EditRequest, GenerateRequest, GPT4oRequest
 from ._resources import Dalle3, GPT4o, Images, Job
 from ._retry import RetryPolicy
 from ._sender import ClientStats
-from ._types import NOT_GIVEN, ImageInput, NotGiven
+from ._types import NOT_GIVEN, FileID, ImageInput, ImageURL, NotGiven
 from ._waiter import JobWaiter, WaiterStats
 from ._webhook import WebhookReceiver
 
@@ -108,12 +108,14 @@ __all__ = [
     "Dalle3",
     "Dalle3Request",
     "EditRequest",
+    "FileID",
     "GPT4o",
     "GPT4oRequest",
     "GatewayTimeoutError",
     "GenerateRequest",
     "ImageData",
     "ImageInput",
+    "ImageURL",
     "ImageUnavailableError",
     "Images",
     "ImagesResponse",

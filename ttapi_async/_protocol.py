@@ -19,6 +19,8 @@ it is raised.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import math
 import re
@@ -39,10 +41,11 @@ from ._errors import (
     redact,
     status_error,
 )
-from ._images import EXTENSIONS, ImageInfo
+from ._images import EXTENSIONS, ImageInfo, sniff
 from ._models import ImagesResponse, JobSnapshot, ResponseInfo
 from ._rules import (
     GENERATE_MODELS,
+    JSON_EDIT_MODEL,
     check_dalle3,
     check_edit,
     check_fetch,
@@ -51,6 +54,7 @@ from ._rules import (
     implied_model,
 )
 from ._serde import StructureError, structure_images, structure_snapshot, text_of
+from ._types import FileID, ImageRef
 
 
 __all__ = [
@@ -250,6 +254,62 @@ def build_edit(
         json=False,
         billable=True,
     )
+
+
+def build_edit_json(
+    params: Mapping[str, Any],
+    images: Sequence[ImageRef],
+    mask: ImageRef | None,
+    extra_body: Mapping[str, Any] | None = None,
+) -> RequestSpec:
+    """Check and build a JSON ``POST /v1/images/edits``: images given by URL or file id.
+
+    The JSON form of the 2026 docs (``images[]`` of ``{"image_url"}`` or ``{"file_id"}``,
+    ``mask`` likewise), for the GPT image models. A ``data:`` URL's bytes are checked as
+    an upload's would be; an ``https://`` URL's or a file id's are the server's to check.
+    """
+    p = _compact(params)
+    _normalise_response_format(p)
+    names = ["image" if len(images) == 1 else f"image[{i}]" for i in range(len(images))]
+    infos = [_ref_info(ref, name) for ref, name in zip(images, names, strict=True)]
+    mask_info = None if mask is None else _ref_info(mask, "mask")
+    checked = p if p.get("model") else {**p, "model": JSON_EDIT_MODEL}
+    check_edit(checked, infos, mask_info, has_mask=mask is not None, by_reference=True)
+    body = {**p, "images": [_ref_wire(ref) for ref in images]}
+    if mask is not None:
+        body["mask"] = _ref_wire(mask)
+    body = _merge_extra(body, extra_body)
+    return RequestSpec("images.edit", "POST", PATH_EDIT, _encode_json(body), billable=True)
+
+
+_DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+)?;base64,(.*)", re.DOTALL)
+
+
+def _ref_info(ref: ImageRef, param: str) -> ImageInfo | None:
+    """What can be known of an image given by reference: a data: URL's bytes, else None."""
+    if isinstance(ref, FileID):
+        if not isinstance(ref.id, str) or not ref.id.strip():  # type: ignore[redundant-expr]  # a caller may pass anything
+            raise ValidationError(param, ref, "a non-empty file id is required")
+        return None
+    url = ref.url
+    if not isinstance(url, str):
+        raise ValidationError(param, ref, "a URL string is required")
+    if url.startswith("https://") and len(url) > len("https://"):
+        return None
+    match = _DATA_URL.fullmatch(url)
+    if match is None:
+        raise ValidationError(
+            param, ref, "an https:// URL or a data:image/...;base64,... URL is required"
+        )
+    try:
+        data = base64.b64decode(match[2], validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise ValidationError(param, ref, "the data: URL's base64 does not decode") from exc
+    return sniff(data)
+
+
+def _ref_wire(ref: ImageRef) -> dict[str, str]:
+    return {"file_id": ref.id} if isinstance(ref, FileID) else {"image_url": ref.url}
 
 
 def build_dalle3(

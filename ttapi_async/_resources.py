@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import OutcomeUnknownError, RequestTimeout, ValidationError
 from ._http import RawResponse
@@ -20,6 +20,7 @@ from ._models import ImagesResponse, JobResult, JobSnapshot, ResponseInfo
 from ._protocol import (
     build_dalle3,
     build_edit,
+    build_edit_json,
     build_fetch,
     build_generate,
     build_submit_4o,
@@ -27,7 +28,7 @@ from ._protocol import (
     parse_images,
     parse_submit,
 )
-from ._types import NOT_GIVEN, ImageInput, Timeout
+from ._types import NOT_GIVEN, FileID, ImageInput, ImageRef, ImageURL, Timeout
 
 
 if TYPE_CHECKING:
@@ -114,9 +115,9 @@ class Images(_Resource):
     async def edit(
         self,
         *,
-        image: ImageInput | Sequence[ImageInput],
+        image: ImageInput | ImageRef | Sequence[ImageInput | ImageRef],
         prompt: str,
-        mask: ImageInput | None = None,
+        mask: ImageInput | ImageRef | None = None,
         model: str | None = None,
         n: int | None = None,
         size: str | None = None,
@@ -145,16 +146,6 @@ class Images(_Resource):
         sender = self._sender
         deadline = sender.deadline(timeout)
         sources = _as_list(image)
-        try:
-            async with asyncio.timeout_at(deadline):
-                images = [
-                    await load_edit_input(src, "image" if len(sources) == 1 else f"image[{i}]")
-                    for i, src in enumerate(sources)
-                ]
-                mask_image = None if mask is None else await load_edit_input(mask, "mask")
-        except TimeoutError as exc:
-            msg = "images.edit timed out while reading its input files"
-            raise RequestTimeout(msg, request_sent=False) from exc
         params = {
             "prompt": prompt,
             "model": model,
@@ -169,6 +160,29 @@ class Images(_Resource):
             "input_fidelity": input_fidelity,
             "user": user,
         }
+        given = [*sources, *([] if mask is None else [mask])]
+        by_ref = [isinstance(src, ImageURL | FileID) for src in given]
+        if any(by_ref):
+            if not all(by_ref):
+                raise ValidationError(
+                    "image",
+                    "uploads and URLs mixed",
+                    "give every image and the mask as tt.ImageURL / tt.FileID (a JSON edit), "
+                    "or none of them (an upload)",
+                )
+            refs = cast("list[ImageRef]", sources)
+            spec = build_edit_json(params, refs, cast("ImageRef | None", mask), extra_body)
+            return await sender.call(spec, _images_parser, deadline)
+        try:
+            async with asyncio.timeout_at(deadline):
+                images = [
+                    await load_edit_input(src, "image" if len(sources) == 1 else f"image[{i}]")
+                    for i, src in enumerate(sources)
+                ]
+                mask_image = None if mask is None else await load_edit_input(mask, "mask")
+        except TimeoutError as exc:
+            msg = "images.edit timed out while reading its input files"
+            raise RequestTimeout(msg, request_sent=False) from exc
         spec = build_edit(params, images, mask_image, extra_body)
         return await sender.call(spec, _images_parser, deadline)
 
@@ -177,7 +191,9 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
 
 
-def _as_list(image: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+def _as_list(
+    image: ImageInput | ImageRef | Sequence[ImageInput | ImageRef],
+) -> list[ImageInput | ImageRef]:
     if isinstance(image, list | tuple):
         return list(image)
     return [image]  # type: ignore[list-item]  # a str/bytes is one image, not a sequence

@@ -28,6 +28,7 @@ __all__ = [
     "EDIT_MODELS",
     "GENERATE_MODELS",
     "GPT_IMAGE_MODEL",
+    "JSON_EDIT_MODEL",
     "ModelRules",
     "check_dalle3",
     "check_edit",
@@ -42,6 +43,9 @@ __all__ = [
 DEFAULT_MODEL: Final = "dall-e-2"
 #: ...unless the request uses a parameter only GPT image models take (section 8).
 GPT_IMAGE_MODEL: Final = "gpt-image-1"
+#: A JSON edit (images by URL or file id) that names no model: OpenAI's current edit
+#: default (2026 section 2, VERIFIED [O2]); the JSON form is the GPT image models' only.
+JSON_EDIT_MODEL: Final = "gpt-image-1.5"
 
 _MB = 1024 * 1024
 _GPT_IMAGE_SIZES = frozenset({"1024x1024", "1536x1024", "1024x1536", "auto"})
@@ -277,13 +281,31 @@ def check_generate(p: Mapping[str, Any]) -> None:
         _one_of("style", style, _STYLES, model)
 
 
-def check_edit(p: Mapping[str, Any], images: Sequence[ImageInfo], mask: ImageInfo | None) -> None:
+def check_edit(
+    p: Mapping[str, Any],
+    images: Sequence[ImageInfo | None],
+    mask: ImageInfo | None,
+    *,
+    has_mask: bool | None = None,
+    by_reference: bool = False,
+) -> None:
     """Check ``POST /v1/images/edits``: the parameters, the images and the mask.
 
-    ``images`` and ``mask`` are what :func:`ttapi_async._images.sniff` found in the bytes.
+    ``images`` and ``mask`` are what :func:`ttapi_async._images.sniff` found in the bytes;
+    None for an image given by reference whose bytes are not here (an ``https://`` URL,
+    a file id). ``has_mask`` says a mask is given when its bytes are not (default: a
+    ``mask`` is). ``by_reference``: a JSON edit (``images[]``), which only the GPT image
+    models take (dall-e-2 edits are multipart uploads).
     """
     rules, model = _rules_for(EDIT_MODELS, p, "images.edit")
     _check_common(p, rules, model)
+    masked = mask is not None if has_mask is None else has_mask
+    if rules is not None and by_reference and not rules.gpt_image_params:
+        raise ValidationError(
+            "image",
+            "ImageURL/FileID",
+            f"{model} edits take uploaded files (bytes, paths), not URLs",
+        )
     if (fidelity := p.get("input_fidelity")) is not None and rules is not None:
         # Which GPT image models take it is in dispute (2026 section 2): the server decides
         # that; the values are not in dispute.
@@ -302,28 +324,9 @@ def check_edit(p: Mapping[str, Any], images: Sequence[ImageInfo], mask: ImageInf
                 f"{model} accepts at most {rules.max_images} image(s)",
             )
         for i, img in enumerate(images):
-            name = "image" if len(images) == 1 else f"image[{i}]"
-            if img.mime not in rules.image_types:
-                allowed = ", ".join(sorted(t.removeprefix("image/") for t in rules.image_types))
-                raise ValidationError(name, img.describe(), f"{model} accepts {allowed} images")
-            if img.width < 0 or img.height < 0:
-                raise ValidationError(name, img.describe(), "the image's dimensions are unreadable")
-            if img.size >= rules.max_image_bytes:
-                raise ValidationError(
-                    name,
-                    img.describe(),
-                    f"{model} accepts images under {rules.max_image_bytes // _MB} MB",
-                )
-            if rules.square_png and img.width != img.height:
-                raise ValidationError(
-                    name, img.describe(), f"{model} needs a square PNG (width == height)"
-                )
-            if rules.square_png and mask is None and not img.has_alpha:
-                raise ValidationError(
-                    name,
-                    img.describe(),
-                    f"{model} without a mask needs a PNG with transparency (its transparent "
-                    "areas are what gets edited)",
+            if img is not None:
+                _check_edit_image(
+                    "image" if len(images) == 1 else f"image[{i}]", img, rules, model, masked=masked
                 )
     if mask is not None:
         if mask.mime != "image/png" or mask.width < 0:
@@ -331,12 +334,38 @@ def check_edit(p: Mapping[str, Any], images: Sequence[ImageInfo], mask: ImageInf
         if mask.size >= _MASK_MAX_BYTES:
             raise ValidationError("mask", mask.describe(), "the mask must be under 4 MB")
         first = images[0]
-        if (mask.width, mask.height) != (first.width, first.height):
+        if first is not None and (mask.width, mask.height) != (first.width, first.height):
             raise ValidationError(
                 "mask",
                 mask.describe(),
                 f"the mask must have the first image's dimensions {first.width}x{first.height}",
             )
+
+
+def _check_edit_image(
+    name: str, img: ImageInfo, rules: ModelRules, model: str, *, masked: bool
+) -> None:
+    """One edit input's bytes against its model's rules."""
+    if img.mime not in rules.image_types:
+        allowed = ", ".join(sorted(t.removeprefix("image/") for t in rules.image_types))
+        raise ValidationError(name, img.describe(), f"{model} accepts {allowed} images")
+    if img.width < 0 or img.height < 0:
+        raise ValidationError(name, img.describe(), "the image's dimensions are unreadable")
+    if img.size >= rules.max_image_bytes:
+        raise ValidationError(
+            name,
+            img.describe(),
+            f"{model} accepts images under {rules.max_image_bytes // _MB} MB",
+        )
+    if rules.square_png and img.width != img.height:
+        raise ValidationError(name, img.describe(), f"{model} needs a square PNG (width == height)")
+    if rules.square_png and not masked and not img.has_alpha:
+        raise ValidationError(
+            name,
+            img.describe(),
+            f"{model} without a mask needs a PNG with transparency (its transparent "
+            "areas are what gets edited)",
+        )
 
 
 def check_dalle3(p: Mapping[str, Any]) -> None:

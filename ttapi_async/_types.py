@@ -6,8 +6,10 @@ import enum
 import os
 from typing import IO, Final, Literal, TypeAlias
 
+import attrs
 
-__all__ = ["NOT_GIVEN", "ImageInput", "NotGiven", "Timeout"]
+
+__all__ = ["NOT_GIVEN", "FileID", "ImageInput", "ImageRef", "ImageURL", "NotGiven", "Timeout"]
 
 
 class NotGiven(enum.Enum):
@@ -33,3 +35,33 @@ Timeout: TypeAlias = float | NotGiven | None
 
 #: An image for ``images.edit``: a path, the bytes, or a binary file opened for reading.
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
+
+
+@attrs.frozen
+class ImageURL:
+    """An edit input given by address: an ``https://`` URL, or a ``data:image/...`` URL.
+
+    ``images.edit`` sends edits given this way as JSON (``images[].image_url``), for the
+    GPT image models; a ``data:`` URL's bytes are checked as an upload's would be.
+    """
+
+    url: str
+
+    def __repr__(self) -> str:
+        # A data: URL can be megabytes: show its start only.
+        shown = self.url if len(self.url) <= 60 else self.url[:57] + "..."  # noqa: PLR2004
+        return f"ImageURL({shown!r})"
+
+
+@attrs.frozen
+class FileID:
+    """An edit input given by an OpenAI Files id (``images[].file_id`` in a JSON edit).
+
+    TTAPI documents no upload route, so such an id must come from elsewhere.
+    """
+
+    id: str
+
+
+#: An image given by reference, for a JSON edit.
+ImageRef: TypeAlias = ImageURL | FileID

@@ -189,7 +189,16 @@ class Routes:
         return await self._sync_images(key, PATH_GENERATE, p, model, 0)
 
     async def edit(self, request: web.BaseRequest, key: str) -> web.StreamResponse:
-        """``POST /v1/images/edits``, multipart (wire §4)."""
+        """``POST /v1/images/edits``: multipart (wire §4), or JSON by reference (2026 §4)."""
+        if request.content_type == "application/json":
+            p = await self._json_object(request)
+            if p is None:
+                return _invalid_json_openai()
+            try:
+                model, count = _rules.check_edit_json(p)
+            except _rules.Refused as err:
+                return _openai_refusal(err)
+            return await self._sync_images(key, PATH_EDIT, p, model, count)
         if request.content_type != "multipart/form-data":
             return openai_error(
                 400,

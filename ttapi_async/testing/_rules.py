@@ -26,6 +26,8 @@ own shape.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import re
 import urllib.parse
@@ -46,6 +48,7 @@ __all__ = [
     "Upload",
     "check_dalle3",
     "check_edit",
+    "check_edit_json",
     "check_fetch",
     "check_generate",
     "check_submit_4o",
@@ -493,6 +496,67 @@ def check_edit(p: Mapping[str, Any], images: Sequence[Upload], mask: Upload | No
                 f"{first.width}x{first.height}, got {mask.describe()}.",
             )
     return model
+
+
+#: A JSON edit names no model: OpenAI's current edit default (2026 §2, VERIFIED [O2]),
+#: a GPT image model, as the JSON form is theirs only.
+_JSON_EDIT_DEFAULT: Final = "gpt-image-1.5"
+_DATA_URL: Final = re.compile(r"data:(image/[A-Za-z0-9.+-]+)?;base64,(.*)", re.DOTALL)
+
+
+def _reference(value: object, name: str) -> Upload | None:
+    """One ``{"image_url"}`` or ``{"file_id"}`` object (2026 §4); a data: URL's bytes read."""
+    if (
+        not isinstance(value, dict)
+        or len(value) != 1
+        or not (set(value) <= {"image_url", "file_id"})
+    ):
+        raise Refused(name, f"Invalid '{name}': provide exactly one of file_id or image_url.")
+    ((kind, ref),) = value.items()
+    if not isinstance(ref, str) or not ref.strip():
+        raise Refused(name, f"Invalid '{name}.{kind}': a non-empty string is required.")
+    if kind == "file_id":
+        return None  # an OpenAI Files id: nothing here to read (TTAPI has no upload route)
+    if ref.startswith("https://"):
+        return None  # the emulator fetches nothing beyond loopback: trusted as given
+    match = _DATA_URL.fullmatch(ref)
+    if match is None:
+        raise Refused(name, f"Invalid '{name}.image_url': an https:// or base64 data: URL.")
+    try:
+        data = base64.b64decode(match[2], validate=True)
+    except (ValueError, binascii.Error):
+        raise Refused(name, f"Invalid '{name}.image_url': the base64 does not decode.") from None
+    return read_upload(data)
+
+
+def check_edit_json(p: Mapping[str, Any]) -> tuple[str, int]:
+    """Check a JSON ``POST /v1/images/edits`` (2026 §4); the model and the image count.
+
+    Raises:
+        Refused: the first rule the request breaks.
+    """
+    model = p.get("model") or _JSON_EDIT_DEFAULT
+    q = {**p, "model": model}
+    rules = MODELS.get(model)
+    if rules is not None and not rules.gpt_params:
+        # INFERRED [S1]: "JSON edits support GPT image models only; DALL-E edits require
+        # multipart (dall-e-2 only)".
+        raise Refused("model", f"Invalid 'model': {model} edits need a multipart upload.")
+    _common(q, model, rules)
+    images = p.get("images")
+    if not isinstance(images, list) or not images:
+        raise Refused("images", "Missing required parameter: 'images'.")
+    uploads = [_reference(v, f"images[{i}]") for i, v in enumerate(images)]
+    mask = None if p.get("mask") is None else _reference(p["mask"], "mask")
+    inputs = EDIT_INPUTS.get(model)
+    if inputs is not None:
+        if len(images) > inputs.max_images:
+            raise Refused("images", f"Invalid 'images': {model} takes at most {inputs.max_images}.")
+        known = [u for u in uploads if u is not None]
+        _edit_inputs(model, attrs.evolve(inputs, max_images=len(images)), known, has_mask=True)
+    if mask is not None and mask.mime != "image/png":
+        raise Refused("mask", f"Invalid 'mask': a PNG is required, got {mask.describe()}.")
+    return model, len(images)
 
 
 def form_params(fields: Mapping[str, str]) -> dict[str, Any]:
