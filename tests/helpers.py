@@ -56,6 +56,10 @@ class TinyTTAPI:
         self.app = web.Application()
         self.app.router.add_post("/openai/4o-image/generations", self._submit)
         self.app.router.add_get("/openai/4o-image/fetch", self._fetch)
+        # The /openai/gpt/* route: the same jobs, fetches counted per route too.
+        self.app.router.add_post("/openai/gpt/generations", self._submit)
+        self.app.router.add_get("/openai/gpt/fetch", self._fetch)
+        self.fetch_paths: Counter[str] = Counter()
 
     async def _submit(self, request: web.Request) -> web.Response:
         payload = await request.json()
@@ -72,6 +76,7 @@ class TinyTTAPI:
     async def _fetch(self, request: web.Request) -> web.Response:
         job_id = request.query["jobId"]
         self.fetches[job_id] += 1
+        self.fetch_paths[request.path] += 1
         if self.gate is not None:
             await self.gate.wait()
         script = self.script[job_id]

@@ -350,3 +350,17 @@ async def test_a_worker_that_dies_while_confirming_leaves_the_job_to_its_awaiter
         assert result.source == "poll"
         assert tiny.fetches[job.job_id] == 2  # B's abandoned confirmation, and A's poll
         assert a.client.waiter.stats.polls_sent == 1
+
+
+async def test_another_workers_gpt_job_is_confirmed_on_the_gpt_route(
+    tiny_api: tuple[TinyTTAPI, str], redis_server: RedisServer
+) -> None:
+    tiny, api = tiny_api
+    async with fleet(api, redis_server.url) as (a, b):
+        job = await a.client.gpt.submit(prompt="p")
+        assert (await b.broker.job_record(job.job_id)).route == "gpt"  # type: ignore[union-attr]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(deliver, b, tiny.hooks[job.job_id], body(job.job_id))
+            result = await job.wait(timeout=WAIT)
+        assert result.source == "webhook"
+        assert tiny.fetch_paths == {"/openai/gpt/fetch": 1}  # B's confirmation, on its route

@@ -503,7 +503,8 @@ async def test_the_waiter_measures_by_its_one_clock(emulator: Emulator) -> None:
 
     async with sdk(emulator) as c:
 
-        async def fetch(job_id: str, deadline: float) -> tt.JobSnapshot:
+        async def fetch(job_id: str, route: str, deadline: float) -> tt.JobSnapshot:
+            assert route == "4o-image"
             return await c.gpt4o.fetch(job_id, timeout=deadline - loop.time())
 
         waiter = tt.JobWaiter(fetch, QUICK, clock=clock)

@@ -54,6 +54,7 @@ from ._errors import (
     ValidationError,
 )
 from ._fleet import JobRecord
+from ._jobs import GPT, GPT4o, Job
 from ._journal import ItemState, Journal, JournalEntry
 from ._journalstore import JournalStore
 from ._limits import RequestBudget
@@ -76,7 +77,7 @@ from ._protocol import parse_callback
 from ._redisbroker import BrokerStats, RedisBroker
 from ._redisjournal import RedisJournal
 from ._requests import Dalle3Request, EditRequest, GenerateRequest, GPT4oRequest, Request
-from ._resources import Dalle3, GPT4o, Images, Job
+from ._resources import Dalle3, Images
 from ._retry import RetryPolicy
 from ._sender import ClientStats
 from ._types import NOT_GIVEN, FileID, ImageInput, ImageURL, NotGiven
@@ -87,6 +88,7 @@ from ._webhook import WebhookReceiver
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
+    "GPT",
     "NOT_GIVEN",
     "APIConnectionError",
     "APIStatusError",

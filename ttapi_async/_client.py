@@ -10,7 +10,6 @@ the parts it needs. Nothing below imports this module.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import AsyncIterable, Callable, Iterable
@@ -21,9 +20,10 @@ import anyio
 
 from ._bulk import BulkProgress, BulkRun, RunParts
 from ._errors import ClientClosedError, Redactor, ValidationError
+from ._jobs import GPT, GPT4o, fetch_once
 from ._limits import RequestBudget
 from ._polling import PollPolicy
-from ._resources import Dalle3, GPT4o, Images, fetch_once
+from ._resources import Dalle3, Images
 from ._retry import NO_RETRY, RetryPolicy, default_retry_policy
 from ._saver import Saver
 from ._sender import Sender
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._http import Transport
     from ._journalstore import JournalStore
+    from ._models import JobSnapshot
     from ._redisbroker import RedisBroker
     from ._requests import Request
     from ._webhook import WebhookReceiver
@@ -175,8 +176,14 @@ class Client:
         #: Counters (retries, unknown outcomes); the waiter has its own (``waiter.stats``).
         self.stats: Final = self._sender.stats
         #: The job waiter (see :class:`JobWaiter`); it runs while the client is open.
+        sender = self._sender
+
+        async def fetch(job_id: str, route: str, deadline: float) -> JobSnapshot:
+            # No retry of its own: the waiter schedules the next poll itself.
+            return await fetch_once(sender, job_id, deadline, NO_RETRY, route=route)
+
         self.waiter: Final = JobWaiter(
-            functools.partial(fetch_once, self._sender, retry=NO_RETRY),
+            fetch,
             poll_policy,
             timeout=timeout,
             max_concurrent_polls=max_concurrent_polls,
@@ -199,6 +206,8 @@ class Client:
         self.dalle3: Final = Dalle3(self._sender)
         #: 4o-image jobs: ``submit``, ``fetch``, ``generate`` and ``job(id)``.
         self.gpt4o: Final = GPT4o(self._sender, self.waiter, webhook)
+        #: GPT image jobs on ``/openai/gpt/*``: ``submit``, ``fetch``, ``generate``, ``job(id)``.
+        self.gpt: Final = GPT(self._sender, self.waiter, webhook)
         self._saver = Saver(self._sender)
         #: Save every image of a result into a folder (see :meth:`Saver.save`).
         self.save: Final = self._saver.save

@@ -37,6 +37,7 @@ from ._errors import (
     TTAPIError,
 )
 from ._finish import Finisher
+from ._jobs import GPT4o
 from ._journalstore import ItemState
 from ._models import ImagesResponse, JobResult
 from ._outcomes import BulkOutcome, Delivery, Ledger
@@ -48,7 +49,7 @@ from ._requests import (
     Request,
     call_params,
 )
-from ._resources import Dalle3, GPT4o, Images
+from ._resources import Dalle3, Images
 from ._resume import Start, resume_point
 from ._sender import Sender
 from ._types import Timeout

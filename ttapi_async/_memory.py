@@ -1,4 +1,4 @@
-"""What the waiter remembers of ended jobs, for the waits still to come.
+"""What the waiter remembers of jobs for the waits still to come: outcomes and routes.
 
 Strictly private. Outcomes of jobs that ended before anyone waited are kept
 ``result_ttl`` seconds; outcomes a wait already took are kept briefly for repeated waits.
@@ -18,6 +18,7 @@ import attrs
 
 from ._errors import TTAPIError
 from ._models import JobResult, JobSnapshot
+from ._protocol import ROUTE_4O
 
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ __all__ = ["Expiring", "Remembered", "SharedOutcomes", "outcome_of"]
 log = logging.getLogger("ttapi_async.waiter")
 
 Outcome = JobResult | JobSnapshot  # a result, or the FAILED snapshot
+_MAX_ROUTES: Final = 100_000  # job ids remembered with a route other than 4o, at most
 
 
 class SharedOutcomes(Protocol):
@@ -122,6 +124,20 @@ class Remembered:
         self._now = now
         # Look-ups in flight, and what was published for their jobs meanwhile.
         self._looking: dict[str, tuple[JobSnapshot, str] | None] = {}
+        # Job ids submitted here on a route other than 4o (the default needs no memory).
+        self._routes: OrderedDict[str, str] = OrderedDict()
+
+    def remember_route(self, job_id: str, route: str) -> None:
+        """Remember the route a job was submitted on (at most ``_MAX_ROUTES`` ids)."""
+        if route != ROUTE_4O:
+            routes = self._routes
+            routes[job_id] = route
+            if len(routes) > _MAX_ROUTES:
+                routes.popitem(last=False)
+
+    def route_of(self, job_id: str) -> str | None:
+        """The route a job was submitted on here, if it was not the 4o route."""
+        return self._routes.get(job_id)
 
     def keep(self, job_id: str, outcome: Outcome, now: float, *, taken: bool) -> None:
         """Remember an outcome: for the wait to come, or (``taken``) for repeated waits."""

@@ -48,7 +48,8 @@ class Poller(Generic[J]):
 
     Args:
         sched: the schedule (shared with the waiter, which tracks and ends jobs in it).
-        fetch: one fetch of a job by a deadline (on ``now``'s clock), without retries.
+        fetch: one fetch of a job (id, route) by a deadline (on ``now``'s clock), without
+            retries.
         now: the clock.
         on_reply: what to do with a poll's reply: ``on_reply(job, snapshot, now)``.
         counts: where polls sent and poll errors are counted (the waiter's stats).
@@ -59,7 +60,7 @@ class Poller(Generic[J]):
     def __init__(
         self,
         sched: PollScheduler[J],
-        fetch: Callable[[str, float], Awaitable[JobSnapshot]],
+        fetch: Callable[[str, str, float], Awaitable[JobSnapshot]],
         now: Callable[[], float],
         on_reply: Callable[[J, JobSnapshot, float], None],
         counts: _PollCounts,
@@ -141,7 +142,7 @@ class Poller(Generic[J]):
         job_id = job.job_id
         self._counts.polls_sent += 1
         try:
-            snap = await self._fetch(job_id, self._now() + POLL_TIMEOUT)
+            snap = await self._fetch(job_id, job.route, self._now() + POLL_TIMEOUT)
         except TTAPIError as exc:
             # Passing, whatever it is: a paid job is never failed because a poll went wrong.
             self._counts.poll_errors += 1

@@ -51,6 +51,7 @@ from ._rules import (
     check_fetch,
     check_generate,
     check_submit_4o,
+    check_submit_gpt,
     implied_model,
 )
 from ._serde import StructureError, structure_images, structure_snapshot, text_of
@@ -82,6 +83,17 @@ PATH_EDIT: Final = "/v1/images/edits"
 PATH_DALLE3: Final = "/openai/v1/images/generations"
 PATH_4O_SUBMIT: Final = "/openai/4o-image/generations"
 PATH_4O_FETCH: Final = "/openai/4o-image/fetch"
+PATH_GPT_SUBMIT: Final = "/openai/gpt/generations"
+PATH_GPT_FETCH: Final = "/openai/gpt/fetch"
+
+#: The job routes. A job is fetched (and its callback confirmed) on the route that made it.
+ROUTE_4O: Final = "4o-image"
+ROUTE_GPT: Final = "gpt"
+#: ``route: (operation, fetch path)``.
+_FETCH_ROUTES: Final = {
+    ROUTE_4O: ("gpt4o.fetch", PATH_4O_FETCH),
+    ROUTE_GPT: ("gpt.fetch", PATH_GPT_FETCH),
+}
 
 _NOT_FOUND_HINTS = ("not found", "not exist", "no such", "invalid jobid", "invalid job id")
 
@@ -349,10 +361,49 @@ def build_submit_4o(
     )
 
 
-def build_fetch(job_id: str) -> RequestSpec:
-    """Build ``GET /openai/4o-image/fetch?jobId=...`` (free and idempotent)."""
+def build_submit_gpt(
+    prompt: str,
+    *,
+    model: str | None,
+    aspect_ratio: str | None,
+    size: str | None,
+    refer_images: Sequence[str] | str | None,
+    hook_url: str | None,
+    extra_body: Mapping[str, Any] | None = None,
+) -> RequestSpec:
+    """Check and build ``POST /openai/gpt/generations`` (2026 section 6).
+
+    Only the documented keys are sent, and none that is empty (2026 section 10).
+    """
+    refs = [refer_images] if isinstance(refer_images, str) else refer_images
+    given = {"model": model, "aspect_ratio": aspect_ratio, "size": size}
+    body: dict[str, Any] = {"prompt": prompt} | {k: v for k, v in given.items() if v is not None}
+    if refs:
+        body["referImages"] = list(refs)
+    if hook_url is not None:
+        body["hookUrl"] = hook_url
+    check_submit_gpt(body)
+    return RequestSpec(
+        "gpt.submit",
+        "POST",
+        PATH_GPT_SUBMIT,
+        _encode_json(_merge_extra(body, extra_body)),
+        billable=True,
+        secrets=() if hook_url is None else (hook_url,),
+    )
+
+
+def build_fetch(job_id: str, route: str = ROUTE_4O) -> RequestSpec:
+    """Build the fetch of a job on its route: ``GET /openai/<route>/fetch?jobId=...``.
+
+    Free and idempotent.
+    """
     check_fetch(job_id)
-    return RequestSpec("gpt4o.fetch", "GET", PATH_4O_FETCH, params={"jobId": job_id})
+    known = _FETCH_ROUTES.get(route)
+    if known is None:
+        raise ValidationError("route", route, f"a job route: {', '.join(sorted(_FETCH_ROUTES))}")
+    operation, path = known
+    return RequestSpec(operation, "GET", path, params={"jobId": job_id})
 
 
 # --------------------------------------------------------------------------- parsing
@@ -502,15 +553,17 @@ def parse_images(
         ) from exc
 
 
-def parse_submit(status: int, headers: Mapping[str, str], body: bytes) -> str:
-    """Parse a 4o-image submit reply and return the job id (``jobId`` or ``job_id``)."""
+def parse_submit(
+    status: int, headers: Mapping[str, str], body: bytes, operation: str = "gpt4o.submit"
+) -> str:
+    """Parse a job submit reply and return the job id (``jobId`` or ``job_id``)."""
     if status >= 300:  # noqa: PLR2004
-        raise parse_error(status, headers, body, operation="gpt4o.submit")
+        raise parse_error(status, headers, body, operation=operation)
     obj = _decode(status, body)
     if not isinstance(obj, dict):
         raise ResponseFormatError("expected a JSON object", status=status, body=excerpt(body))
     if obj.get("status") != "SUCCESS":
-        raise _failed_envelope(status, headers, body, "gpt4o.submit")
+        raise _failed_envelope(status, headers, body, operation)
     data = obj.get("data")
     job_id = None
     if isinstance(data, dict):

@@ -224,6 +224,15 @@ class RedisBroker:
         """
         return (await self.lookup(job_id))[1]
 
+    async def job_route(self, job_id: str) -> str | None:
+        """The route a job of the fleet was submitted on (None: no record of it).
+
+        Raises:
+            BrokerError: Redis is unreachable.
+        """
+        record = await self.job_record(job_id)
+        return None if record is None else record.route
+
     def publish(self, snapshot: JobSnapshot, source: str) -> None:
         """Share a final state decided here: stored ``result_ttl`` s, and published."""
         self._outbox.put("outcome", snapshot.job_id, encode_outcome(snapshot, source))

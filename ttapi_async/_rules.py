@@ -35,6 +35,7 @@ __all__ = [
     "check_fetch",
     "check_generate",
     "check_submit_4o",
+    "check_submit_gpt",
     "check_timeout",
     "implied_model",
 ]
@@ -410,6 +411,49 @@ def check_submit_4o(p: Mapping[str, Any]) -> None:
     if hook is not None and not _is_http_url(hook):
         # The value is not echoed: a hook URL may carry a secret token.
         raise ValidationError("hook_url", "<hidden>", "an http(s) URL is required")
+
+
+#: ``/openai/gpt/generations`` (2026 section 6): the server's default model, and the models
+#: ``aspect_ratio`` and ``size`` are for.
+GPT_ROUTE_DEFAULT: Final = "gpt-image-2"
+_ASPECT_RATIO_MODEL = "gpt-image-2"
+_SIZE_MODEL = "gpt-image-2-plus"
+_ASPECT_RATIOS = frozenset({"1:1", "3:4", "4:3", "16:9", "9:16"})
+_PLUS_PIXELS = (655_360, 8_294_400)
+
+
+def check_submit_gpt(p: Mapping[str, Any]) -> None:
+    """Check ``POST /openai/gpt/generations`` (by its wire names).
+
+    The fields: prompt, model, aspect_ratio, size, referImages, hookUrl. ``aspect_ratio``
+    is for gpt-image-2 only (the default when ``model`` is omitted) and ``size`` for
+    gpt-image-2-plus only, within its bounds: TTAPI silently adjusts a bad size (2026
+    section 6), so the SDK refuses one and says why.
+    """
+    model = p.get("model", GPT_ROUTE_DEFAULT)
+    if not isinstance(model, str) or not model:
+        raise ValidationError("model", model, "a model name string is required")
+    if (ratio := p.get("aspect_ratio")) is not None:
+        if model != _ASPECT_RATIO_MODEL:
+            raise ValidationError(
+                "aspect_ratio", ratio, f"only {_ASPECT_RATIO_MODEL} takes aspect_ratio, not {model}"
+            )
+        _one_of("aspect_ratio", ratio, _ASPECT_RATIOS, model)
+    if (size := p.get("size")) is not None:
+        if model != _SIZE_MODEL:
+            raise ValidationError(
+                "size", size, f"only {_SIZE_MODEL} takes size (gpt-image-2: aspect_ratio)"
+            )
+        plus = ModelRules(name=model, max_prompt=0, sizes=frozenset(), qualities=frozenset())
+        _check_free_size(size, plus, model)
+        width, height = (int(v) for v in str(size).split("x"))
+        low, high = _PLUS_PIXELS
+        if not low <= width * height <= high:
+            raise ValidationError(
+                "size", size, f"{model} takes {low:,} to {high:,} pixels, got {width * height:,}"
+            )
+    # The rest (prompt, referImages, hookUrl) as on the 4o route.
+    check_submit_4o(p)
 
 
 def check_fetch(job_id: object) -> None:

@@ -70,6 +70,7 @@ class PollState:
         "last_poll",
         "polling",
         "repoll",
+        "route",
         "seq",
         "started",
     )
@@ -78,6 +79,7 @@ class PollState:
         self.job_id = job_id
         self.started = started  # when the job was submitted (or first seen), on the clock
         self.hooked = hooked  # a callback is expected: poll only as a backstop
+        self.route = "4o-image"  # the job route it is fetched from (see _protocol.ROUTE_*)
         # The callback may never reach this process (the shared broker was down while the
         # job was pending): the backstop is no slower than max_interval, for good.
         self.degraded = False

@@ -55,6 +55,7 @@ from ._memory import Remembered, SharedOutcomes, outcome_of
 from ._models import JobEventKind, JobResult, JobSnapshot, JobStatus
 from ._poller import Poller
 from ._polling import PollPolicy, default_poll_policy
+from ._protocol import ROUTE_4O
 from ._rules import check_fetch, check_timeout
 from ._schedule import PollScheduler, PollState
 from ._types import NOT_GIVEN, Timeout
@@ -70,9 +71,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FetchJob", "JobHandle", "JobWaiter", "SharedOutcomes", "WaiterStats"]
 
-#: One fetch of a job by a deadline (event-loop time), with no retry of its own: the
-#: waiter schedules the next poll itself. The client builds it from its sender.
-FetchJob = Callable[[str, float], "Awaitable[JobSnapshot]"]
+#: One fetch of a job (its id and route) by a deadline (event-loop time), with no retry
+#: of its own: the waiter schedules the next poll itself. The client builds it.
+FetchJob = Callable[[str, str, float], "Awaitable[JobSnapshot]"]
 
 
 class JobHandle(Protocol):
@@ -85,6 +86,10 @@ class JobHandle(Protocol):
     @property
     def submitted_at(self) -> float | None:
         """Event-loop time of the submit (None: unknown)."""
+
+    @property
+    def route(self) -> str:
+        """The job route that made it (``"4o-image"``, ``"gpt"``)."""
 
 
 log = logging.getLogger("ttapi_async.waiter")
@@ -240,16 +245,32 @@ class JobWaiter:
 
     # ------------------------------------------------------------------ public API
 
-    def track(self, job_id: str, *, hooked: bool = False, started: float | None = None) -> None:
+    def track(
+        self,
+        job_id: str,
+        *,
+        hooked: bool = False,
+        started: float | None = None,
+        route: str = ROUTE_4O,
+    ) -> None:
         """Start tracking a job (the client does this on submit; rarely needed by hand)."""
-        self._entry(job_id, hooked=hooked, started=started).own = True
+        self._entry(job_id, hooked=hooked, started=started, route=route).own = True
 
-    async def wait(self, job: str | JobHandle, *, timeout: Timeout = NOT_GIVEN) -> JobResult:
+    def remember_route(self, job_id: str, route: str) -> None:
+        """Remember that ``job_id`` was submitted on ``route`` (for waits on a bare id)."""
+        self._memory.remember_route(job_id, route)
+
+    async def wait(
+        self, job: str | JobHandle, *, timeout: Timeout = NOT_GIVEN, route: str | None = None
+    ) -> JobResult:
         """Wait until the job ends and return its :class:`JobResult`.
 
         ``job`` is a job id or a :class:`Job` handle (whose submit time lets the first poll
-        wait for the likely finish). ``timeout`` bounds this wait (default: the client's
-        timeout; None: no limit). Several waits on one job share its polls and outcome.
+        wait for the likely finish, and whose route says where to fetch it). For a bare
+        id, ``route`` says the route (``"4o-image"`` or ``"gpt"``); without it, the route
+        this client (or, with a broker, the fleet) saw the job submitted on, else the 4o
+        route. ``timeout`` bounds this wait (default: the client's timeout; None: no
+        limit). Several waits on one job share its polls and outcome.
 
         Raises:
             JobFailedError: TTAPI reported the job FAILED (``reason`` says why).
@@ -258,6 +279,10 @@ class JobWaiter:
         """
         job_id = job if isinstance(job, str) else job.job_id
         started = None if isinstance(job, str) else job.submitted_at
+        if not isinstance(job, str):
+            route = job.route
+        elif route is None:
+            route = self._memory.route_of(job_id)
         check_fetch(job_id)
         if self._closed:
             raise ClientClosedError("the client is closed")
@@ -279,7 +304,8 @@ class JobWaiter:
             if record is not None:
                 hooked = record.hooked
                 started = self._now() - max(0.0, time.time() - record.submitted_at)
-        pending = self._entry(job_id, hooked=hooked, started=started)
+                route = route or record.route
+        pending = self._entry(job_id, hooked=hooked, started=started, route=route or ROUTE_4O)
         pending.waiters += 1
         try:
             with anyio.fail_after(math.inf if seconds is None else seconds):
@@ -359,13 +385,14 @@ class JobWaiter:
         self._sched.called_back(pending, snapshot, self._now())
         self._poller.kick()
 
-    def adopt_callback(self, snapshot: JobSnapshot) -> None:
+    def adopt_callback(self, snapshot: JobSnapshot, route: str = ROUTE_4O) -> None:
         """Take a callback for a job this process may not track (another worker's).
 
-        The job is tracked as one that expects its callback, then the callback is taken
-        as by :meth:`accept_callback` (confirmed by one fetch, by default).
+        The job is tracked as one that expects its callback (fetched from ``route``), then
+        the callback is taken as by :meth:`accept_callback` (confirmed by one fetch, by
+        default).
         """
-        self._entry(snapshot.job_id, hooked=True, started=None).own = True
+        self._entry(snapshot.job_id, hooked=True, started=None, route=route).own = True
         self.accept_callback(snapshot)
 
     # ------------------------------------------------------------------ shared outcomes
@@ -417,13 +444,16 @@ class JobWaiter:
 
     # ------------------------------------------------------------------ internals
 
-    def _entry(self, job_id: str, *, hooked: bool, started: float | None) -> _Pending:
+    def _entry(
+        self, job_id: str, *, hooked: bool, started: float | None, route: str = ROUTE_4O
+    ) -> _Pending:
         pending = self._sched.jobs.get(job_id)
         if pending is not None:
             pending.hooked = pending.hooked or hooked
             return pending
         now = self._now()
         pending = _Pending(job_id, now if started is None else started, hooked=hooked)
+        pending.route = route
         pending.degraded = hooked and self._degraded
         # Without a submit time the job is not ours (another process, a restart): its age
         # is unknown, so the schedule looks at it right away.

@@ -73,7 +73,7 @@ class CallbackTarget(Protocol):
     def accept_callback(self, snapshot: JobSnapshot) -> None:
         """Take a checked callback for one of the waiter's jobs."""
 
-    def adopt_callback(self, snapshot: JobSnapshot) -> None:
+    def adopt_callback(self, snapshot: JobSnapshot, route: str = ...) -> None:
         """Take a checked callback for a job another worker may have submitted."""
 
     @property
@@ -99,6 +99,9 @@ class SharedHooks(Protocol):
 
     async def check_callback(self, digest: str, snapshot: JobSnapshot) -> CallbackVerdict:
         """Judge a callback against the shared token (and claim its confirmation)."""
+
+    async def job_route(self, job_id: str) -> str | None:
+        """The route a job of the fleet was submitted on (None: unknown)."""
 
 
 @attrs.define
@@ -346,7 +349,10 @@ class WebhookReceiver:
                 # A worker shutting down accepts but cannot confirm: the worker awaiting
                 # the job heard "callback seen" and polls it after a grace period.
                 if target is not None and target.running:
-                    target.adopt_callback(snap)
+                    if hook is not None:  # this worker's token: its job is tracked here
+                        target.adopt_callback(snap)
+                    else:  # another worker's: confirm it on the route it was made on
+                        target.adopt_callback(snap, await self._route_of(shared, snap.job_id))
                 return 200, "ok"
             return 200, "duplicate"
         if verdict.status == 202:  # noqa: PLR2004
@@ -356,6 +362,14 @@ class WebhookReceiver:
             log.warning("webhook: callback for job %s on another job's hook", snap.job_id)
             return 400, "job mismatch"
         return 404, "unknown hook"
+
+    @staticmethod
+    async def _route_of(shared: SharedHooks, job_id: str) -> str:
+        try:
+            route = await shared.job_route(job_id)
+        except TTAPIError:  # Redis went away meanwhile: the 4o route, as for a bare id
+            route = None
+        return route or "4o-image"
 
     def _parsed(self, hook: _Hook | None, body: bytes) -> JobSnapshot | tuple[int, str]:
         """The job a callback carries, or the answer refusing it (too large, not a job)."""

@@ -27,7 +27,7 @@ import attrs
 
 from ttapi_async import _json
 from ttapi_async._models import JobStatus as WireStatus
-from ttapi_async._protocol import PATH_4O_SUBMIT
+from ttapi_async._protocol import PATH_4O_SUBMIT, ROUTE_4O
 
 from . import _imagegen
 from ._billing import COST_4O
@@ -114,6 +114,8 @@ class EmulatedJob:
     #: Event-loop time (``time.monotonic()``: one clock for every process of the machine)
     #: when its first callback was posted; None before.
     callback_at: float | None = None
+    #: The job route that made it: ``"4o-image"`` or ``"gpt"``.
+    route: str = ROUTE_4O
 
     def body(self) -> dict[str, Any]:
         """The fetch reply, which is also the callback body (wire §7.2)."""
@@ -195,7 +197,14 @@ class JobBoard:
     # ----------------------------------------------------------------------- jobs
 
     async def submit(
-        self, key: str, prompt: str, refer_images: list[str], hook_url: str | None
+        self,
+        key: str,
+        prompt: str,
+        refer_images: list[str],
+        hook_url: str | None,
+        *,
+        route: str = ROUTE_4O,
+        path: str = PATH_4O_SUBMIT,
     ) -> EmulatedJob:
         """Create an admitted job, bill it in the ledger, and set it running.
 
@@ -218,9 +227,10 @@ class JobBoard:
             created_at=now,
             ends_at=now + duration,
             will_fail=FAIL_MARKER in prompt or (rate > 0 and rng.random() < rate),
+            route=route,
         )
         self.jobs[job.job_id] = job
-        self._billing.record(PATH_4O_SUBMIT, prompt, COST_4O, job.job_id)
+        self._billing.record(path, prompt, COST_4O, job.job_id)
         faults = knobs.callbacks
         if job.hook_url is not None and (faults.before_reply or chance(faults.early_rate, rng)):
             # An early callback: the job ends now and the receiver hears of it (and
@@ -237,10 +247,14 @@ class JobBoard:
             tg.start_soon(self.courier.forge, job)
         return job
 
-    def fetch(self, job_id: str, key: str) -> EmulatedJob | None:
-        """The job ``key`` asks for, brought up to date; None when unknown or another key's."""
+    def fetch(self, job_id: str, key: str, route: str = ROUTE_4O) -> EmulatedJob | None:
+        """The job ``key`` asks for on ``route``, brought up to date.
+
+        None when unknown, another key's, or another route's (a job is fetched where it
+        was made).
+        """
         job = self.jobs.get(job_id)
-        if job is None or job.api_key != key:
+        if job is None or job.api_key != key or job.route != route:
             return None
         self.refresh(job)
         job.fetches += 1

@@ -31,6 +31,10 @@ from ttapi_async._protocol import (
     PATH_DALLE3,
     PATH_EDIT,
     PATH_GENERATE,
+    PATH_GPT_FETCH,
+    PATH_GPT_SUBMIT,
+    ROUTE_4O,
+    ROUTE_GPT,
 )
 
 from . import _imagegen, _rules
@@ -149,6 +153,8 @@ class Routes:
             PATH_DALLE3: Route(self.dalle3, post, openai=False),
             PATH_4O_SUBMIT: Route(self.submit_4o, post, openai=False),
             PATH_4O_FETCH: Route(self.fetch, frozenset({"GET", "POST"}), openai=False),
+            PATH_GPT_SUBMIT: Route(self.submit_gpt, post, openai=False),
+            PATH_GPT_FETCH: Route(self.fetch_gpt, frozenset({"GET", "POST"}), openai=False),
         }
 
     # ----------------------------------------------------------------------- bodies
@@ -355,8 +361,48 @@ class Routes:
             _json.dumps({"status": "SUCCESS", "message": "success", "data": {"jobId": job.job_id}}),
         )
 
-    async def fetch(self, request: web.BaseRequest, key: str) -> web.StreamResponse:
-        """``GET|POST /openai/4o-image/fetch``: jobId in the query, a JSON or a form body."""
+    async def submit_gpt(self, request: web.BaseRequest, key: str) -> web.StreamResponse:
+        """``POST /openai/gpt/generations``: a job id now, the image later (2026 §6).
+
+        The reply names the id ``job_id``, as the docs show (the 4o route says ``jobId``).
+        A ``size`` outside gpt-image-2-plus's bounds is adjusted by TTAPI, not refused
+        (2026 §6), and ``aspect_ratio``/``size`` on another model may be ignored (2026
+        §10): the emulator accepts them all.
+        """
+        p = await self._json_object(request)
+        if p is None:
+            return envelope_error(400, _NOT_AN_OBJECT)
+        try:
+            _rules.check_submit_4o(p)  # prompt, referImages, hookUrl: as on the 4o route
+        except _rules.Refused as err:
+            return _envelope_refusal(err)
+        denied = self._billing.admit(key, COST_4O, PATH_GPT_SUBMIT)
+        if denied is not None:
+            return envelope_error(denied, STATUS_MESSAGES[denied])
+        prompt: str = p["prompt"]
+        self._counters.submits_by_prompt[prompt] += 1
+        job = await self._board.submit(
+            key,
+            prompt,
+            list(p.get("referImages") or ()),
+            p.get("hookUrl"),
+            route=ROUTE_GPT,
+            path=PATH_GPT_SUBMIT,
+        )
+        body = {"status": "SUCCESS", "message": "success", "data": {"job_id": job.job_id}}
+        return reply(200, _json.dumps(body))
+
+    async def fetch_gpt(self, request: web.BaseRequest, key: str) -> web.StreamResponse:
+        """``GET|POST /openai/gpt/fetch``: as the 4o fetch, for the jobs of this route."""
+        return await self.fetch(request, key, route=ROUTE_GPT)
+
+    async def fetch(
+        self, request: web.BaseRequest, key: str, route: str = ROUTE_4O
+    ) -> web.StreamResponse:
+        """``GET|POST /openai/4o-image/fetch``: jobId in the query, a JSON or a form body.
+
+        A job is found only on the route that made it (another route answers 404).
+        """
         job_id: object = request.query.get("jobId")
         if job_id is None and request.method == "POST":
             if request.content_type in _FORM_TYPES:
@@ -372,7 +418,7 @@ class Routes:
         except _rules.Refused as err:
             return _envelope_refusal(err)
         self._counters.fetches += 1
-        job = self._board.fetch(asked, key)
+        job = self._board.fetch(asked, key, route)
         if job is None:
             return envelope_error(404, "job not found")
         return reply(200, _json.dumps(job.body()))
