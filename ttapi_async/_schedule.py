@@ -156,6 +156,11 @@ class PollScheduler(Generic[J]):
         if self.tracks(job) and not job.polling:
             self._push(job, now, delay)
 
+    def degrade_all(self, now: float) -> None:
+        """Every tracked job's callback may be lost (see :meth:`degrade`)."""
+        for job in list(self.jobs.values()):
+            self.degrade(job, now)
+
     def degrade(self, job: J, now: float) -> None:
         """``job``'s callback may be lost: from now on poll it at least every ``max_interval``.
 

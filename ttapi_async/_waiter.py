@@ -278,11 +278,6 @@ class JobWaiter:
             ClientClosedError: the client closed during the wait.
         """
         job_id = job if isinstance(job, str) else job.job_id
-        started = None if isinstance(job, str) else job.submitted_at
-        if not isinstance(job, str):
-            route = job.route
-        elif route is None:
-            route = self._memory.route_of(job_id)
         check_fetch(job_id)
         if self._closed:
             raise ClientClosedError("the client is closed")
@@ -291,21 +286,10 @@ class JobWaiter:
                 "waiting for jobs needs the client's scheduler: use `async with Client() as client`"
             )
         seconds = self._timeout if timeout is NOT_GIVEN else check_timeout(timeout)
-        finished = self._memory.take(job_id)
-        if finished is not None:
-            return _deliver(job_id, finished)
-        hooked = False
-        if self._shared is not None and started is None and job_id not in self._sched.jobs:
-            # Another worker's job, maybe: its stored outcome, or its record (when it was
-            # submitted, whether its callback is expected) to plan the polls by.
-            found, record = await self._memory.look_up(job_id)
-            if found is not None:
-                return _deliver(job_id, found)
-            if record is not None:
-                hooked = record.hooked
-                started = self._now() - max(0.0, time.time() - record.submitted_at)
-                route = route or record.route
-        pending = self._entry(job_id, hooked=hooked, started=started, route=route or ROUTE_4O)
+        got = self._memory.take(job_id) or await self._pending_for(job, route)
+        if not isinstance(got, _Pending):
+            return _deliver(job_id, got)
+        pending = got
         pending.waiters += 1
         try:
             with anyio.fail_after(math.inf if seconds is None else seconds):
@@ -330,6 +314,30 @@ class JobWaiter:
         if pending.outcome is None:  # woken by _close()
             raise ClientClosedError(f"the client closed while waiting for job {job_id}")
         return _deliver(job_id, pending.outcome)
+
+    async def _pending_for(
+        self, job: str | JobHandle, route: str | None
+    ) -> _Pending | JobResult | JobSnapshot:
+        """The record a wait on ``job`` waits on; or, another worker's, its stored outcome.
+
+        With a shared store, another worker's job is looked up there: its outcome, or its
+        record (submit time, callback expected, route) to plan the polls by.
+        """
+        if isinstance(job, str):
+            job_id, started = job, None
+            route = route or self._memory.route_of(job_id)
+        else:
+            job_id, started, route = job.job_id, job.submitted_at, job.route
+        hooked = False
+        if self._shared is not None and started is None and job_id not in self._sched.jobs:
+            found, record = await self._memory.look_up(job_id)
+            if found is not None:
+                return found
+            if record is not None:
+                hooked = record.hooked
+                started = self._now() - max(0.0, time.time() - record.submitted_at)
+                route = route or record.route
+        return self._entry(job_id, hooked=hooked, started=started, route=route or ROUTE_4O)
 
     def add_listener(self, listener: Callable[[JobEvent], object]) -> None:
         """Call ``listener(event)`` for every job event (keep it fast; it runs inline)."""
@@ -430,9 +438,7 @@ class JobWaiter:
         """
         if not self._degraded:
             self._degraded = True
-            now = self._now()
-            for pending in list(self._sched.jobs.values()):
-                self._sched.degrade(pending, now)
+            self._sched.degrade_all(self._now())
             self._poller.kick()
 
     def recover(self) -> None:
