@@ -201,3 +201,29 @@ async def test_an_on_progress_error_is_logged_and_the_run_goes_on(
     assert len(errors) == 1
     assert errors[0].exc_info is not None
     assert errors[0].exc_info[0] is ValueError
+
+
+async def test_gpt_route_items_run_and_resume_on_their_route(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """GPTRequest items submit on /openai/gpt/*, and a resumed run waits there (the
+    journal's kind says the route); a 4o item beside them stays on its own route."""
+    emulator.job_duration = (0.05, 0.1)
+    reqs: list[tt.Request] = [
+        *(tt.GPTRequest(prompt=f"gpt {i}", aspect_ratio="16:9") for i in range(6)),
+        tt.GPT4oRequest(prompt="4o 0"),
+    ]
+    journal = tmp_path / "j.sqlite"
+    async with client_for(emulator) as c:
+        async with c.bulk(reqs, max_jobs=3, journal=journal, save_to=tmp_path) as run:
+            async for _ in run:
+                break  # leave early: some jobs are submitted and not waited on
+    async with client_for(emulator) as c, c.bulk(reqs, max_jobs=3, journal=journal) as run:
+        got = [o async for o in run]
+    assert len(got) == len(reqs)
+    assert all(o.ok for o in got)
+    assert emulator.counters.submits_by_prompt == {r.prompt: 1 for r in reqs}
+    assert emulator.counters.billed["/openai/gpt/generations"] == 6
+    assert emulator.counters.billed["/openai/4o-image/generations"] == 1
+    sidecars = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert {s["model"] for s in sidecars if s["kind"] == "gpt"} <= {"gpt-image-2"}

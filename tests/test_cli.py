@@ -250,3 +250,34 @@ def test_item_ranges_are_compact() -> None:
     assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
     assert _ranges([9, 3, 4, 2]) == "2-4, 9"
     assert _ranges([3]) == "3"
+
+
+def test_gpt_command_and_batch_kind_gpt(emu: Emulator, tmp_path: Path) -> None:
+    """`ttapi-async gpt` runs one job on /openai/gpt; `batch --kind gpt` a file of them."""
+    res = run(
+        "gpt", "a corgi", "--aspect-ratio", "16:9", "--out", str(tmp_path / "one"),
+        key=emu.api_key, base_url=emu.url,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "one").glob("*.png"))) == 1
+    bad = run(
+        "gpt",
+        "x",
+        "--model",
+        "gpt-image-1",
+        "--size",
+        "1024x1024",
+        key=emu.api_key,
+        base_url=emu.url,
+    )
+    assert bad.exit_code != 0
+    assert "size" in bad.output
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\nc\n", encoding="utf-8")
+    res = run(
+        "batch", str(prompts), "--kind", "gpt", "--aspect-ratio", "1:1", "--no-progress",
+        "--out", str(tmp_path / "many"), key=emu.api_key, base_url=emu.url,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "many").glob("*.png"))) == 3
+    assert emu.counters.billed["/openai/gpt/generations"] == 4

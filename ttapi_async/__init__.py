@@ -76,7 +76,14 @@ from ._polling import PollPolicy
 from ._protocol import parse_callback
 from ._redisbroker import BrokerStats, RedisBroker
 from ._redisjournal import RedisJournal
-from ._requests import Dalle3Request, EditRequest, GenerateRequest, GPT4oRequest, Request
+from ._requests import (
+    Dalle3Request,
+    EditRequest,
+    GenerateRequest,
+    GPT4oRequest,
+    GPTRequest,
+    Request,
+)
 from ._resources import Dalle3, Images
 from ._retry import RetryPolicy
 from ._sender import ClientStats
@@ -113,6 +120,7 @@ __all__ = [
     "FileID",
     "GPT4o",
     "GPT4oRequest",
+    "GPTRequest",
     "GatewayTimeoutError",
     "GenerateRequest",
     "ImageData",

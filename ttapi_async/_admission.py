@@ -28,7 +28,14 @@ import anyio
 
 from ._errors import QueueFullError, RateLimitError, TTAPIError, ValidationError
 from ._limits import SlotController, acquire_fast, busy_backoff
-from ._requests import Dalle3Request, EditRequest, GenerateRequest, GPT4oRequest, Request
+from ._requests import (
+    Dalle3Request,
+    EditRequest,
+    GenerateRequest,
+    GPT4oRequest,
+    GPTRequest,
+    Request,
+)
 from ._runstate import RunStatus
 from ._sender import Sender, SendHook
 
@@ -38,7 +45,7 @@ __all__ = ["NOT_SENT", "Admission", "NotSent", "Slot"]
 log = logging.getLogger("ttapi_async.bulk")
 
 _T = TypeVar("_T")
-_REQUEST_TYPES: Final = (GPT4oRequest, GenerateRequest, EditRequest, Dalle3Request)
+_REQUEST_TYPES: Final = (GPT4oRequest, GPTRequest, GenerateRequest, EditRequest, Dalle3Request)
 
 
 class NotSent(enum.Enum):
@@ -149,8 +156,8 @@ class Admission:
                             ValidationError(
                                 f"requests[{index}]",
                                 type(request).__name__,
-                                "a GPT4oRequest, GenerateRequest, EditRequest or Dalle3Request "
-                                "is required",
+                                "a GPT4oRequest, GPTRequest, GenerateRequest, EditRequest or "
+                                "Dalle3Request is required",
                             )
                         )
                         return

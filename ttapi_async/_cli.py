@@ -285,6 +285,44 @@ def gpt4o(
     )
 
 
+@main.command(name="gpt")
+@click.argument("prompt")
+@click.option(
+    "--model", default=None, help="gpt-image-2 (default), gpt-image-2-plus, gpt-image-1.5, ..."
+)
+@click.option("--aspect-ratio", default=None, help="gpt-image-2: 1:1, 3:4, 4:3, 16:9 or 9:16.")
+@click.option("--size", default=None, help="gpt-image-2-plus: WIDTHxHEIGHT, e.g. 2048x1152.")
+@click.option("--refer", "refer", multiple=True, help="URL of a reference image (repeatable).")
+@common
+def gpt(
+    prompt: str,
+    model: str | None,
+    aspect_ratio: str | None,
+    size: str | None,
+    refer: tuple[str, ...],
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float,
+    out: Path,
+) -> None:
+    """Run one job on TTAPI's /openai/gpt route for PROMPT, wait, and save the image."""
+    _produce(
+        api_key,
+        base_url,
+        timeout,
+        out,
+        prompt,
+        lambda client: client.gpt.generate(
+            prompt=prompt,
+            model=model,
+            aspect_ratio=aspect_ratio,
+            size=size,
+            refer_images=list(refer) or None,
+            timeout=timeout,
+        ),
+    )
+
+
 # ---------------------------------------------------------------------- batch
 
 
@@ -480,13 +518,15 @@ class _Display:
     type=click.Choice(sorted(KINDS)),
     default="4o",
     show_default=True,
-    help="Endpoint: 4o-image jobs, images.generate, images.edit or the DALL-E 3 route.",
+    help="Endpoint: 4o-image jobs, /openai/gpt jobs, images.generate, images.edit or the "
+    "DALL-E 3 route.",
 )
-@click.option("--model", default=None, help="Model for generate/edit (e.g. gpt-image-1).")
-@click.option("--size", default=None)
-@click.option("--quality", default=None)
-@click.option("--n", type=int, default=None)
-@click.option("--refer", "refer_images", multiple=True, help="4o: reference image URL.")
+@click.option("--model", default=None, help="Model for generate/edit/gpt (e.g. gpt-image-1).")
+@click.option("--size", default=None, help="e.g. 1024x1024 (gpt: gpt-image-2-plus only).")
+@click.option("--quality", default=None, help="generate/edit/dalle3: e.g. low, high, hd.")
+@click.option("--n", type=int, default=None, help="generate/edit/dalle3: images per call.")
+@click.option("--aspect-ratio", default=None, help="gpt (gpt-image-2): 1:1, 16:9, 9:16, ...")
+@click.option("--refer", "refer_images", multiple=True, help="4o/gpt: reference image URL.")
 @click.option("--image", "image", multiple=True, help="edit: input image path.")
 @click.option(
     "--concurrency",

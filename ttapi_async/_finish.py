@@ -159,13 +159,21 @@ class Finisher:
         )
 
 
+def _model_of(request: Request) -> str | None:
+    """The model that served the request (a job route's default when none was named)."""
+    if request.kind == "4o":
+        return "gpt-4o-image"
+    model = getattr(request, "model", None)
+    return model or ("gpt-image-2" if request.kind == "gpt" else None)
+
+
 def _metadata(index: int, request: Request, job_id: str | None, start: float) -> dict[str, Any]:
     """What a saved image's sidecar records of its item."""
     return {
         "index": index,
         "kind": request.kind,
         "prompt": request.prompt,
-        "model": "gpt-4o-image" if request.kind == "4o" else getattr(request, "model", None),
+        "model": _model_of(request),
         "parameters": params(request),
         "job_id": job_id,
         "seconds_to_result": round(asyncio.get_running_loop().time() - start, 3),

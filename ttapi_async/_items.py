@@ -37,7 +37,7 @@ from ._errors import (
     TTAPIError,
 )
 from ._finish import Finisher
-from ._jobs import GPT4o
+from ._jobs import GPT, GPT4o, Job
 from ._journalstore import ItemState
 from ._models import ImagesResponse, JobResult
 from ._outcomes import BulkOutcome, Delivery, Ledger
@@ -46,6 +46,8 @@ from ._requests import (
     EditRequest,
     GenerateRequest,
     GPT4oRequest,
+    GPTRequest,
+    JobRequest,
     Request,
     call_params,
 )
@@ -123,6 +125,24 @@ async def call_sync(
             extra_body=request.extra_body,
         )
     return await Dalle3(sender).generate(**kwargs, extra_body=request.extra_body)
+
+
+async def _submit_job(jobs: GPT4o | GPT, request: JobRequest) -> Job:
+    """Submit ``request`` on its route."""
+    refs = list(request.refer_images) or None
+    if isinstance(request, GPTRequest):
+        assert isinstance(jobs, GPT)  # noqa: S101 - _jobs picks the route by the request
+        return await jobs.submit(
+            prompt=request.prompt,
+            model=request.model,
+            aspect_ratio=request.aspect_ratio,
+            size=request.size,
+            refer_images=refs,
+            extra_body=request.extra_body,
+        )
+    return await jobs.submit(
+        prompt=request.prompt, refer_images=refs, extra_body=request.extra_body
+    )
 
 
 def _nowhere(index: int, request: Request) -> None:
@@ -368,8 +388,8 @@ class ItemRunner:
         try:
             try:
                 try:
-                    if isinstance(request, GPT4oRequest):
-                        outcome = await self._run_4o(index, request, start, slot, began)
+                    if isinstance(request, GPT4oRequest | GPTRequest):
+                        outcome = await self._run_job(index, request, start, slot, began)
                     else:
                         outcome = await self._run_sync(index, request, slot, began)
                 finally:
@@ -390,8 +410,8 @@ class ItemRunner:
 
     # ------------------------------------------------------------------ lifecycles
 
-    async def _run_4o(
-        self, index: int, request: GPT4oRequest, start: Start, slot: Slot, began: float
+    async def _run_job(
+        self, index: int, request: JobRequest, start: Start, slot: Slot, began: float
     ) -> BulkOutcome | None:
         if start.job_id is not None:
             outcome = await self._resume_job(index, request, start, slot, began, start.job_id)
@@ -404,11 +424,7 @@ class ItemRunner:
             index,
             request,
             began,
-            lambda sender: self._gpt4o(sender).submit(
-                prompt=request.prompt,
-                refer_images=list(request.refer_images) or None,
-                extra_body=request.extra_body,
-            ),
+            lambda sender: _submit_job(self._jobs(sender, request), request),
             sync=False,
         )
         if job is None or isinstance(job, BulkOutcome):
@@ -420,7 +436,7 @@ class ItemRunner:
         ledger.report()
         # Accepted: the job runs (and holds its slot) until its wait ends.
         try:
-            result = await self._wait_job(job_id)
+            result = await self._wait_job(job_id, request)
         except (JobFailedError, JobNotFoundError) as exc:
             return await ledger.ended(index, request, ItemState.FAILED, began, exc, job_id=job_id)
         except JobTimeoutError as exc:
@@ -436,7 +452,7 @@ class ItemRunner:
     async def _resume_job(
         self,
         index: int,
-        request: GPT4oRequest,
+        request: JobRequest,
         start: Start,
         slot: Slot,
         began: float,
@@ -446,7 +462,7 @@ class ItemRunner:
         ledger = self._ledger
         ledger.enter_running()
         try:
-            result = await self._wait_job(job_id, fetch_first=True)
+            result = await self._wait_job(job_id, request, fetch_first=True)
         except (JobFailedError, JobNotFoundError) as exc:
             if not start.retrying:
                 return await ledger.ended(
@@ -486,23 +502,27 @@ class ItemRunner:
         slot.release()
         return await self._finisher.finish(index, request, result, began, None)
 
-    def _gpt4o(self, sender: Sender) -> GPT4o:
-        return GPT4o(sender, self._waiter, self._webhook)
+    def _jobs(self, sender: Sender, request: JobRequest) -> GPT4o | GPT:
+        """The job route of ``request`` (its kind, as the journal records it)."""
+        cls = GPT if isinstance(request, GPTRequest) else GPT4o
+        return cls(sender, self._waiter, self._webhook)
 
-    async def _wait_job(self, job_id: str, *, fetch_first: bool = False) -> JobResult:
+    async def _wait_job(
+        self, job_id: str, request: JobRequest, *, fetch_first: bool = False
+    ) -> JobResult:
         """Wait for a job's end; a job TTAPI does not know raises JobNotFoundError."""
-        gpt4o = self._gpt4o(self._sender)
+        jobs = self._jobs(self._sender, request)
         if fetch_first:
             # A job from an earlier run may be unknown here (another account or host, or
             # forgotten): one fetch says so at once instead of polling until the timeout.
             try:
-                await gpt4o.fetch(job_id)
+                await jobs.fetch(job_id)
             except JobNotFoundError:
                 raise
             except TTAPIError as exc:  # passing: the wait polls anyway
                 log.debug("job %s: first fetch failed (%s); waiting anyway", job_id, exc)
         try:
-            return await gpt4o.job(job_id).wait(timeout=self._wait_timeout)
+            return await jobs.job(job_id).wait(timeout=self._wait_timeout)
         except JobTimeoutError as exc:
             if isinstance(exc.last_error, JobNotFoundError):
                 raise exc.last_error from exc

@@ -22,7 +22,13 @@ import attrs
 
 from ._errors import ValidationError
 from ._inputs import read_edit_input
-from ._protocol import build_dalle3, build_edit, build_generate, build_submit_4o
+from ._protocol import (
+    build_dalle3,
+    build_edit,
+    build_generate,
+    build_submit_4o,
+    build_submit_gpt,
+)
 
 
 __all__ = [
@@ -30,7 +36,9 @@ __all__ = [
     "Dalle3Request",
     "EditRequest",
     "GPT4oRequest",
+    "GPTRequest",
     "GenerateRequest",
+    "JobRequest",
     "Request",
     "call_params",
     "fingerprint",
@@ -75,6 +83,25 @@ class GPT4oRequest:
     extra_body: Mapping[str, Any] | None = attrs.field(
         default=None, converter=_frozen_mapping, eq=False, repr=_extra_repr
     )
+
+
+@attrs.frozen(kw_only=True)
+class GPTRequest:
+    """One job on ``/openai/gpt/*``: ``gpt.submit(prompt=..., model=..., ...)`` then a wait."""
+
+    kind: ClassVar[str] = "gpt"
+    prompt: str
+    model: str | None = None
+    aspect_ratio: str | None = None
+    size: str | None = None
+    refer_images: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    extra_body: Mapping[str, Any] | None = attrs.field(
+        default=None, converter=_frozen_mapping, eq=False, repr=_extra_repr
+    )
+
+
+#: A request that submits a job and waits for it (the others are one synchronous call).
+JobRequest: TypeAlias = GPT4oRequest | GPTRequest
 
 
 @attrs.frozen(kw_only=True)
@@ -138,11 +165,11 @@ class Dalle3Request:
 
 
 #: Any request a bulk run takes.
-Request: TypeAlias = GPT4oRequest | GenerateRequest | EditRequest | Dalle3Request
+Request: TypeAlias = GPT4oRequest | GPTRequest | GenerateRequest | EditRequest | Dalle3Request
 
 #: Request type by ``kind`` (the CLI's commands and the journal's ``kind`` column).
 KINDS: Final[Mapping[str, type[Request]]] = {
-    c.kind: c for c in (GPT4oRequest, GenerateRequest, EditRequest, Dalle3Request)
+    c.kind: c for c in (GPT4oRequest, GPTRequest, GenerateRequest, EditRequest, Dalle3Request)
 }
 _NOT_PARAMS: Final = frozenset({"extra_body", "image", "mask"})
 
@@ -199,6 +226,15 @@ def validate(request: Request) -> None:
     """
     if isinstance(request, GPT4oRequest):
         build_submit_4o(request.prompt, list(request.refer_images) or None, None, None)
+    elif isinstance(request, GPTRequest):
+        build_submit_gpt(
+            request.prompt,
+            model=request.model,
+            aspect_ratio=request.aspect_ratio,
+            size=request.size,
+            refer_images=list(request.refer_images) or None,
+            hook_url=None,
+        )
     elif isinstance(request, GenerateRequest):
         build_generate(call_params(request), request.extra_body)
     elif isinstance(request, Dalle3Request):

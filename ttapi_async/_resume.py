@@ -19,7 +19,7 @@ import attrs
 from ._files import part_prefix
 from ._journalstore import ItemState, JournalStore
 from ._outcomes import BulkOutcome
-from ._requests import GPT4oRequest, Request, fingerprint, label
+from ._requests import GPT4oRequest, GPTRequest, Request, fingerprint, label
 
 
 __all__ = ["FRESH", "Start", "resume_point", "saved_before", "sweep_parts"]
@@ -78,7 +78,11 @@ async def resume_point(
         )
     if state is ItemState.SUBMITTED and entry.job_id:
         return Start(entry.job_id)
-    if state is ItemState.FAILED and entry.job_id and isinstance(request, GPT4oRequest):
+    if (
+        state is ItemState.FAILED
+        and entry.job_id
+        and isinstance(request, GPT4oRequest | GPTRequest)
+    ):
         # A job that may have succeeded (its image was not saved): look again before
         # paying for a new one.
         return Start(entry.job_id, retrying=True)
