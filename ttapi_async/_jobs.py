@@ -15,7 +15,7 @@ by the waiter and its token bound to the job id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import OutcomeUnknownError, ValidationError
@@ -160,6 +160,14 @@ class _JobRoute:
             await receiver.bind(token, job.job_id, route=route)
         return job
 
+    async def _submit_and_wait(
+        self, submit: Callable[[float | None], Awaitable[Job]], timeout: Timeout
+    ) -> JobResult:
+        """``submit`` then wait, both within one ``timeout`` (``generate``)."""
+        deadline = self._sender.deadline(timeout)
+        job = await submit(_remaining(deadline))
+        return await job.wait(timeout=_remaining(deadline))
+
     async def fetch(self, job_id: str, *, timeout: Timeout = NOT_GIVEN) -> JobSnapshot:
         """Read a job's state. Free and idempotent, so retried on any passing error.
 
@@ -224,15 +232,16 @@ class GPT4o(_JobRoute):
             JobFailedError: TTAPI reported the job FAILED.
             JobTimeoutError: the job did not end in time; ``job_id`` is on the error.
         """
-        deadline = self._sender.deadline(timeout)
-        job = await self.submit(
-            prompt=prompt,
-            refer_images=refer_images,
-            hook_url=hook_url,
-            extra_body=extra_body,
-            timeout=_remaining(deadline),
+        return await self._submit_and_wait(
+            lambda left: self.submit(
+                prompt=prompt,
+                refer_images=refer_images,
+                hook_url=hook_url,
+                extra_body=extra_body,
+                timeout=left,
+            ),
+            timeout,
         )
-        return await job.wait(timeout=_remaining(deadline))
 
 
 class GPT(_JobRoute):
@@ -302,18 +311,19 @@ class GPT(_JobRoute):
             JobFailedError: TTAPI reported the job FAILED.
             JobTimeoutError: the job did not end in time; ``job_id`` is on the error.
         """
-        deadline = self._sender.deadline(timeout)
-        job = await self.submit(
-            prompt=prompt,
-            model=model,
-            aspect_ratio=aspect_ratio,
-            size=size,
-            refer_images=refer_images,
-            hook_url=hook_url,
-            extra_body=extra_body,
-            timeout=_remaining(deadline),
+        return await self._submit_and_wait(
+            lambda left: self.submit(
+                prompt=prompt,
+                model=model,
+                aspect_ratio=aspect_ratio,
+                size=size,
+                refer_images=refer_images,
+                hook_url=hook_url,
+                extra_body=extra_body,
+                timeout=left,
+            ),
+            timeout,
         )
-        return await job.wait(timeout=_remaining(deadline))
 
 
 async def fetch_once(

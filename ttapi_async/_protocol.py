@@ -344,21 +344,9 @@ def build_submit_4o(
     A bare string for ``refer_images`` is taken as one URL (TTAPI's own curl sample
     sends a string where the schema says array).
     """
-    refs = [refer_images] if isinstance(refer_images, str) else refer_images
-    body: dict[str, Any] = {"prompt": prompt}
-    if refs:
-        body["referImages"] = list(refs)
-    if hook_url is not None:
-        body["hookUrl"] = hook_url
+    body = _job_body({"prompt": prompt}, refer_images, hook_url)
     check_submit_4o(body)
-    return RequestSpec(
-        "gpt4o.submit",
-        "POST",
-        PATH_4O_SUBMIT,
-        _encode_json(_merge_extra(body, extra_body)),
-        billable=True,
-        secrets=() if hook_url is None else (hook_url,),
-    )
+    return _job_submit("gpt4o.submit", PATH_4O_SUBMIT, body, hook_url, extra_body)
 
 
 def build_submit_gpt(
@@ -375,18 +363,40 @@ def build_submit_gpt(
 
     Only the documented keys are sent, and none that is empty (2026 section 10).
     """
-    refs = [refer_images] if isinstance(refer_images, str) else refer_images
-    given = {"model": model, "aspect_ratio": aspect_ratio, "size": size}
-    body: dict[str, Any] = {"prompt": prompt} | {k: v for k, v in given.items() if v is not None}
-    if refs:
-        body["referImages"] = list(refs)
-    if hook_url is not None:
-        body["hookUrl"] = hook_url
+    given = {"prompt": prompt, "model": model, "aspect_ratio": aspect_ratio, "size": size}
+    body = _job_body({k: v for k, v in given.items() if v is not None}, refer_images, hook_url)
     check_submit_gpt(body)
+    return _job_submit("gpt.submit", PATH_GPT_SUBMIT, body, hook_url, extra_body)
+
+
+def _job_body(
+    fields: dict[str, Any], refer_images: Sequence[str] | str | None, hook_url: str | None
+) -> dict[str, Any]:
+    """A job submit's body: ``fields``, then ``referImages`` and ``hookUrl`` if given.
+
+    A bare string for ``refer_images`` is taken as one URL (TTAPI's own curl sample
+    sends a string where the schema says array).
+    """
+    refs = [refer_images] if isinstance(refer_images, str) else refer_images
+    if refs:
+        fields["referImages"] = list(refs)
+    if hook_url is not None:
+        fields["hookUrl"] = hook_url
+    return fields
+
+
+def _job_submit(
+    operation: str,
+    path: str,
+    body: dict[str, Any],
+    hook_url: str | None,
+    extra_body: Mapping[str, Any] | None,
+) -> RequestSpec:
+    """The billable POST of a checked job body (the hook URL is a secret to scrub)."""
     return RequestSpec(
-        "gpt.submit",
+        operation,
         "POST",
-        PATH_GPT_SUBMIT,
+        path,
         _encode_json(_merge_extra(body, extra_body)),
         billable=True,
         secrets=() if hook_url is None else (hook_url,),
