@@ -50,6 +50,7 @@ from ._errors import (
     ResponseFormatError,
     ServerError,
     StorageError,
+    StreamInterruptedError,
     TTAPIError,
     ValidationError,
 )
@@ -61,6 +62,7 @@ from ._limits import RequestBudget
 from ._models import (
     ImageData,
     ImagesResponse,
+    ImageStreamEvent,
     InputTokensDetails,
     JobEvent,
     JobEventKind,
@@ -125,6 +127,7 @@ __all__ = [
     "GenerateRequest",
     "ImageData",
     "ImageInput",
+    "ImageStreamEvent",
     "ImageURL",
     "ImageUnavailableError",
     "Images",
@@ -170,6 +173,7 @@ __all__ = [
     "SavedImage",
     "ServerError",
     "StorageError",
+    "StreamInterruptedError",
     "TTAPIError",
     "Usage",
     "ValidationError",

@@ -677,3 +677,15 @@ class ClaimLostError(TTAPIError):
         self.index = index
         self.run = run
         super().__init__(f"item {index} of the shared run {run!r} is held by another worker now")
+
+
+class StreamInterruptedError(OutcomeUnknownError):
+    """A streamed image call was cut off after it started: accepted, and maybe billed.
+
+    Never retried by itself (a retry would bill again). ``partials`` holds the events
+    received before the cut (partial images, and any completed ones).
+    """
+
+    def __init__(self, operation: str, cause: TTAPIError, partials: tuple[Any, ...]) -> None:
+        super().__init__(operation, cause)
+        self.partials = partials

@@ -102,6 +102,45 @@ class ImageData:
 
 
 @attrs.frozen
+class ImageStreamEvent:
+    """One event of a streamed ``images.generate`` / ``images.edit`` (``stream=True``).
+
+    Attributes:
+        type: ``image_generation.partial_image``, ``image_generation.completed``,
+            ``image_edit.partial_image`` or ``image_edit.completed`` (another type is kept
+            as it came: the stream is read tolerantly).
+        b64_json: the (partial or final) image; ``decode()`` gives its bytes.
+        partial_image_index: 0-based, on partial images only.
+        usage: on completed images.
+        size, quality, background, output_format, created_at: as the server echoes them
+            (any string: a gpt-image-2 size is free).
+    """
+
+    type: str
+    b64_json: str | None = attrs.field(default=None, repr=_short_b64)
+    partial_image_index: int | None = None
+    usage: Usage | None = None
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    created_at: int | None = None
+
+    @property
+    def completed(self) -> bool:
+        """True for a final image (``*.completed``)."""
+        return self.type.endswith(".completed")
+
+    def decode(self) -> bytes:
+        """The image bytes (as ``ImageData.decode``).
+
+        Raises:
+            ValueError: the event carries no image.
+        """
+        return ImageData(b64_json=self.b64_json).decode()
+
+
+@attrs.frozen
 class ImagesResponse:
     """The OpenAI ``ImagesResponse`` of ``/v1/images/*`` and of the legacy DALL-E 3 route.
 

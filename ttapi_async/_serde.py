@@ -204,6 +204,12 @@ _conv.register_structure_hook(
 )
 
 
+def structure_usage(usage: dict[str, Any]) -> Usage:
+    """Build a :class:`Usage` from its dict (token counts, tolerant of missing keys)."""
+    result: Usage = _structure_usage(usage, Usage)
+    return result
+
+
 def structure_images(body: dict[str, Any], http: ResponseInfo | None) -> ImagesResponse:
     """Build an :class:`ImagesResponse` from an OpenAI-shaped dict."""
     body["http"] = http
