@@ -278,16 +278,10 @@ def test_generate_verdicts_agree() -> None:
 
 
 def test_parameters_the_sdk_leaves_to_the_server() -> None:
-    """partial_images and input_fidelity (2026 section 2): only the emulator checks them.
-
-    The SDK has no such parameters (they travel in ``extra_body``, unchecked by design),
-    so here the emulator alone refuses, and only for the GPT image models it knows.
-    """
+    """input_fidelity on generations: only the emulator checks it (the SDK sends it through
+    ``extra_body``, unchecked by design), and only for the GPT image models it knows."""
     cases = grid(
-        model=MODELS,
-        prompt=[MARK + "a fox"],
-        partial_images=[ABSENT, 0, 3, 4, -1, "1"],
-        input_fidelity=[ABSENT, "high", "low", "medium"],
+        model=MODELS, prompt=[MARK + "a fox"], input_fidelity=[ABSENT, "high", "low", "medium"]
     )
     refused = []
     for case in cases:
@@ -295,10 +289,23 @@ def test_parameters_the_sdk_leaves_to_the_server() -> None:
         if emu_refuses(emu.check_generate, params(case)):
             refused.append(case)
     assert refused
-    for case in refused:
-        assert case["model"] in {"gpt-image-1", "gpt-image-1.5", "gpt-image-2"}
-        assert case["partial_images"] in {4, -1, "1"} or case["input_fidelity"] == "medium"
-    # On dall-e (and unknown models) their 400 is only INFERRED (2026 section 9): tolerated.
+    assert all(c["model"] in {"gpt-image-1", "gpt-image-1.5", "gpt-image-2"} for c in refused)
+    assert all(c["input_fidelity"] == "medium" for c in refused)
+
+
+def test_streamed_partial_images_agree_on_the_gpt_models() -> None:
+    """With stream=True both sides take partial_images 0-3 and refuse the rest (2026
+    section 5); the SDK also refuses partial_images without stream=True ('available only
+    when stream is true') and a stream on dall-e, which the emulator lets through
+    (their 400s are INFERRED, 2026 section 9)."""
+    for model in ("gpt-image-1", "gpt-image-1.5", "gpt-image-2"):
+        for partial in (0, 3, 4, -1, "1"):
+            case = {"model": model, "prompt": "p", "stream": True, "partial_images": partial}
+            assert sdk_refuses(sdk.check_generate, case) == emu_refuses(emu.check_generate, case)
+    assert sdk_refuses(
+        sdk.check_generate, {"model": "gpt-image-1", "prompt": "p", "partial_images": 1}
+    )
+    assert sdk_refuses(sdk.check_generate, {"model": "dall-e-2", "prompt": "p", "stream": True})
     assert not emu_refuses(emu.check_generate, {"prompt": "p", "partial_images": 9})
 
 

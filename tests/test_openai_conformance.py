@@ -145,3 +145,26 @@ async def test_bad_key_is_authentication_error(emulator: Emulator) -> None:
             await bad.images.generate(model="gpt-image-1", prompt="p")
     assert info.value.status_code == 401
     assert "TT-API-KEY" in info.value.message
+
+
+async def test_streamed_generate_and_edit(client: openai.AsyncOpenAI) -> None:
+    """The official client's stream=True reads the emulator's SSE: partials, then the image."""
+    stream = await client.images.generate(
+        model="gpt-image-1", prompt="a sea otter", stream=True, partial_images=2
+    )
+    events = [event async for event in stream]
+    assert [e.type for e in events] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    assert open_b64(events[-1].b64_json).format == "PNG"
+    edit = await client.images.edit(
+        model="gpt-image-1",
+        image=("a.png", image_bytes("PNG", (64, 64)), "image/png"),
+        prompt="a hat",
+        stream=True,
+        partial_images=1,
+    )
+    edits = [event.type async for event in edit]
+    assert edits == ["image_edit.partial_image", "image_edit.completed"]

@@ -89,7 +89,7 @@ async def test_generate_returns_real_images(
 ) -> None:
     """generate sends each parameter and gets real images of the requested format and size."""
     async with sdk(emulator) as c:
-        r = await c.images.generate(prompt="a red fox", **kwargs)  # type: ignore[arg-type]
+        r = await c.images.generate(prompt="a red fox", **kwargs)  # type: ignore[call-overload]
     assert len(r.data) == kwargs.get("n", 1)
     img = open_image(r.data[0].decode())
     assert (img.format, img.size) == (fmt, size)

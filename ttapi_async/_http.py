@@ -9,7 +9,7 @@ module that imports aiohttp's client); a test or another backend can supply its 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ._protocol import RequestSpec
 
 
-__all__ = ["RawResponse", "SendState", "Transport"]
+__all__ = ["OpenStream", "RawResponse", "SendState", "Transport"]
 
 
 class RawResponse(NamedTuple):
@@ -26,6 +26,29 @@ class RawResponse(NamedTuple):
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+class OpenStream(Protocol):
+    """A reply whose body is still arriving (a streamed image call): read it line by line.
+
+    :meth:`lines` raises the SDK's I/O errors (a connection cut midway:
+    :class:`~ttapi_async.ConnectionDroppedError`); :meth:`aclose` lets the connection go
+    (aborting it if the body is not over).
+    """
+
+    @property
+    def status(self) -> int:
+        """The HTTP status (2xx: a stream is only opened for a success)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The reply's headers."""
+
+    def lines(self) -> AsyncIterator[bytes]:
+        """The body's lines as they arrive, each with its line ending."""
+
+    async def aclose(self) -> None:
+        """Let the connection go."""
 
 
 class SendState:
@@ -55,6 +78,15 @@ class Transport(Protocol):
         self, spec: RequestSpec, state: SendState, timeout: float | None = None
     ) -> RawResponse:
         """Send one API request (with the key) and read the whole reply within ``timeout``."""
+
+    async def open_stream(
+        self, spec: RequestSpec, state: SendState, timeout: float | None = None
+    ) -> RawResponse | OpenStream:
+        """Send one API request and keep a ``text/event-stream`` success open.
+
+        Any other reply (an error, or a success that is plain JSON) is read whole, as
+        :meth:`send` does. ``timeout`` bounds the whole call, the stream included.
+        """
 
     async def download(self, url: str, state: SendState, max_bytes: int) -> RawResponse:
         """GET an image into memory, without the API key."""

@@ -116,14 +116,18 @@ async def call_sync(
     """The synchronous call of ``request``, sent through ``sender``."""
     kwargs = call_params(request)  # the request's fields are the call's keywords
     if isinstance(request, GenerateRequest):
-        return await Images(sender).generate(**kwargs, extra_body=request.extra_body)
+        result: ImagesResponse = await Images(sender).generate(
+            **kwargs, extra_body=request.extra_body
+        )
+        return result
     if isinstance(request, EditRequest):
-        return await Images(sender).edit(
+        edited: ImagesResponse = await Images(sender).edit(
             image=list(request.image),
             mask=request.mask,
             **kwargs,
             extra_body=request.extra_body,
         )
+        return edited
     return await Dalle3(sender).generate(**kwargs, extra_body=request.extra_body)
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from ._errors import RequestTimeout, ValidationError
 from ._http import RawResponse
+from ._imagestream import ImageStream
 from ._inputs import load_edit_input
 from ._models import ImagesResponse, ResponseInfo
 from ._protocol import (
+    RequestSpec,
     build_dalle3,
     build_edit,
     build_edit_json,
@@ -53,6 +55,7 @@ class Images(_Resource):
 
     __slots__ = ()
 
+    @overload
     async def generate(
         self,
         *,
@@ -68,9 +71,54 @@ class Images(_Resource):
         output_format: str | None = None,
         output_compression: int | None = None,
         user: str | None = None,
+        stream: Literal[False] = False,
+        partial_images: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout = NOT_GIVEN,
-    ) -> ImagesResponse:
+    ) -> ImagesResponse: ...
+
+    @overload
+    async def generate(
+        self,
+        *,
+        prompt: str,
+        model: str | None = None,
+        n: int | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        style: str | None = None,
+        background: str | None = None,
+        moderation: str | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        user: str | None = None,
+        stream: Literal[True],
+        partial_images: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> ImageStream: ...
+
+    async def generate(
+        self,
+        *,
+        prompt: str,
+        model: str | None = None,
+        n: int | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        style: str | None = None,
+        background: str | None = None,
+        moderation: str | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        user: str | None = None,
+        stream: bool = False,
+        partial_images: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> ImagesResponse | ImageStream:
         """Create images from a prompt.
 
         Arguments follow OpenAI's Images API; a None is not sent. The rules of the known
@@ -101,9 +149,83 @@ class Images(_Resource):
             "output_format": output_format,
             "output_compression": output_compression,
             "user": user,
+            "stream": True if stream else None,
+            "partial_images": partial_images,
         }
         spec = build_generate(params, extra_body)
+        if stream:
+            return await self._stream(spec, "image_generation", n, timeout)
         return await self._sender.call(spec, _images_parser, self._sender.deadline(timeout))
+
+    async def _stream(
+        self, spec: RequestSpec, kind: str, n: int | None, timeout: Timeout
+    ) -> ImageStream:
+        """Open a streamed call; its events come from the :class:`ImageStream`."""
+        view, opener = self._sender.streaming()
+        scrub = self._sender.scrubber(spec)
+
+        def parse(raw: RawResponse, info: ResponseInfo) -> ImageStream:
+            if opener.opened is None:  # a plain JSON reply: the server buffered the stream
+                response = parse_images(raw.status, raw.headers, raw.body, info)
+                return ImageStream.of_response(
+                    response, kind=kind, operation=spec.operation, scrub=scrub
+                )
+            opened, opener.opened = opener.opened, None
+            return ImageStream(opened, operation=spec.operation, expected=n or 1, scrub=scrub)
+
+        try:
+            return await view.call(spec, parse, self._sender.deadline(timeout))
+        except BaseException:
+            await opener.aclose()
+            raise
+
+    @overload
+    async def edit(
+        self,
+        *,
+        image: ImageInput | ImageRef | Sequence[ImageInput | ImageRef],
+        prompt: str,
+        mask: ImageInput | ImageRef | None = None,
+        model: str | None = None,
+        n: int | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        background: str | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        moderation: str | None = None,
+        input_fidelity: str | None = None,
+        user: str | None = None,
+        stream: Literal[False] = False,
+        partial_images: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> ImagesResponse: ...
+
+    @overload
+    async def edit(
+        self,
+        *,
+        image: ImageInput | ImageRef | Sequence[ImageInput | ImageRef],
+        prompt: str,
+        mask: ImageInput | ImageRef | None = None,
+        model: str | None = None,
+        n: int | None = None,
+        size: str | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        background: str | None = None,
+        output_format: str | None = None,
+        output_compression: int | None = None,
+        moderation: str | None = None,
+        input_fidelity: str | None = None,
+        user: str | None = None,
+        stream: Literal[True],
+        partial_images: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout = NOT_GIVEN,
+    ) -> ImageStream: ...
 
     async def edit(
         self,
@@ -122,9 +244,11 @@ class Images(_Resource):
         moderation: str | None = None,
         input_fidelity: str | None = None,
         user: str | None = None,
+        stream: bool = False,
+        partial_images: int | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout = NOT_GIVEN,
-    ) -> ImagesResponse:
+    ) -> ImagesResponse | ImageStream:
         """Edit or extend one or more images with a prompt.
 
         ``image`` is a path, bytes, a binary file, or a list of those (the GPT image
@@ -152,6 +276,8 @@ class Images(_Resource):
             "moderation": moderation,
             "input_fidelity": input_fidelity,
             "user": user,
+            "stream": True if stream else None,
+            "partial_images": partial_images,
         }
         given = [*sources, *([] if mask is None else [mask])]
         by_ref = [isinstance(src, ImageURL | FileID) for src in given]
@@ -165,6 +291,8 @@ class Images(_Resource):
                 )
             refs = cast("list[ImageRef]", sources)
             spec = build_edit_json(params, refs, cast("ImageRef | None", mask), extra_body)
+            if stream:
+                return await self._stream(spec, "image_edit", n, timeout)
             return await sender.call(spec, _images_parser, deadline)
         try:
             async with asyncio.timeout_at(deadline):
@@ -177,6 +305,8 @@ class Images(_Resource):
             msg = "images.edit timed out while reading its input files"
             raise RequestTimeout(msg, request_sent=False) from exc
         spec = build_edit(params, images, mask_image, extra_body)
+        if stream:
+            return await self._stream(spec, "image_edit", n, timeout)
         return await sender.call(spec, _images_parser, deadline)
 
 

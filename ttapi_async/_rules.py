@@ -130,6 +130,7 @@ _SIZE_STEP = 16
 _SIZE_EDGE = 3840
 _SIZE_RATIO = 3
 _INPUT_FIDELITIES = frozenset({"high", "low"})
+_PARTIALS = 3  # partial images a stream may carry, at most
 
 _MASK_MAX_BYTES = 4 * _MB
 _REFER_IMAGES_MAX = 16  # INFERRED: no documented cap; a generous bound catches mistakes
@@ -224,6 +225,28 @@ def _check_free_size(size: object, rules: ModelRules, model: str) -> None:
         raise ValidationError("size", size, f"{model} takes a ratio of at most 3:1 either way")
 
 
+def _check_stream(p: Mapping[str, Any], rules: ModelRules | None, model: str) -> None:
+    """``stream`` (GPT image models only) and ``partial_images`` (0-3, with stream only)."""
+    stream = p.get("stream")
+    if stream is not None:
+        if not isinstance(stream, bool):
+            raise ValidationError("stream", stream, "True or False")
+        if stream and rules is not None and not rules.gpt_image_params:
+            raise ValidationError(
+                "stream", stream, f"only the GPT image models stream, not {model}"
+            )
+    partial = p.get("partial_images")
+    if partial is not None:
+        if (
+            not isinstance(partial, int)
+            or isinstance(partial, bool)
+            or not 0 <= partial <= _PARTIALS
+        ):
+            raise ValidationError("partial_images", partial, "an integer from 0 to 3")
+        if stream is not True:
+            raise ValidationError("partial_images", partial, "takes effect only with stream=True")
+
+
 def _check_common(p: Mapping[str, Any], rules: ModelRules | None, model: str) -> None:
     """Checks shared by generations and edits."""
     _check_prompt(p.get("prompt"), rules.max_prompt if rules else None, model)
@@ -231,6 +254,7 @@ def _check_common(p: Mapping[str, Any], rules: ModelRules | None, model: str) ->
         _check_n(n, rules.max_n if rules else 10_000, model)
     if (user := p.get("user")) is not None and not isinstance(user, str):
         raise ValidationError("user", user, "a string is required")
+    _check_stream(p, rules, model)
     if rules is None:
         return
     if (size := p.get("size")) is not None:

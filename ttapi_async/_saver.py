@@ -9,16 +9,17 @@ URL or an error page may quote the key or a hook token).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._downloads import DEFAULT_MAX_BYTES, fetch_bytes, save_result
-from ._errors import TTAPIError
+from ._errors import TTAPIError, ValidationError
+from ._models import ImageData, ImagesResponse, ImageStreamEvent, JobResult, JobSnapshot
 from ._types import NOT_GIVEN, Timeout
 
 
 if TYPE_CHECKING:
-    from ._models import ImagesResponse, JobResult, JobSnapshot, SavedImage
+    from ._models import SavedImage
     from ._sender import Sender
 
 
@@ -54,7 +55,11 @@ class Saver:
 
     async def save(
         self,
-        result: ImagesResponse | JobSnapshot | JobResult,
+        result: ImagesResponse
+        | JobSnapshot
+        | JobResult
+        | ImageStreamEvent
+        | Sequence[ImageStreamEvent],
         directory: str | os.PathLike[str],
         *,
         stem: str | None = None,
@@ -64,6 +69,9 @@ class Saver:
         timeout: Timeout = NOT_GIVEN,
     ) -> list[SavedImage]:
         """Save every image of a result into ``directory``; return what was saved.
+
+        ``result`` may also be a streamed call's completed event, or a list of its events
+        (the ``*.completed`` ones are saved; partial images are not).
 
         URL images (DALL-E, 4o jobs) are streamed to disk without the API key;
         ``b64_json`` images are decoded slice by slice. Each file is checked (Content-Type,
@@ -88,7 +96,7 @@ class Saver:
             ClientClosedError: the client is closed.
         """
         return await self.save_for_run(
-            result,
+            _as_result(result),
             directory,
             stem=stem,
             sidecar=sidecar,
@@ -133,3 +141,31 @@ class Saver:
             # An image URL or an error page may quote the key or a hook token.
             sender.redactor.scrub(exc)
             raise
+
+
+def _as_result(
+    result: ImagesResponse
+    | JobSnapshot
+    | JobResult
+    | ImageStreamEvent
+    | Sequence[ImageStreamEvent],
+) -> ImagesResponse | JobSnapshot | JobResult:
+    """A streamed call's completed events as the :class:`ImagesResponse` they amount to."""
+    if isinstance(result, ImagesResponse | JobSnapshot | JobResult):
+        return result
+    events = [result] if isinstance(result, ImageStreamEvent) else list(result)
+    if not all(isinstance(e, ImageStreamEvent) for e in events):
+        raise ValidationError("result", type(result).__name__, "a result or stream events")
+    done = [e for e in events if e.completed]
+    if not done:
+        raise ValidationError("result", f"{len(events)} events", "no completed image among them")
+    first = done[0]
+    return ImagesResponse(
+        created=first.created_at or 0,
+        data=tuple(ImageData(b64_json=e.b64_json) for e in done),
+        usage=first.usage,
+        background=first.background,
+        output_format=first.output_format,
+        quality=first.quality,
+        size=first.size,
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import anyio
@@ -30,7 +30,7 @@ from ._errors import (
     RequestTimeout,
     TTAPIError,
 )
-from ._http import RawResponse, SendState, Transport
+from ._http import OpenStream, RawResponse, SendState, Transport
 from ._models import ResponseInfo
 from ._protocol import RequestSpec, parse_error
 from ._retry import RetryPolicy, is_outcome_unknown
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._limits import RequestBudget
 
 
-__all__ = ["ClientStats", "Parser", "SendHook", "Sender"]
+__all__ = ["ClientStats", "Parser", "SendHook", "Sender", "StreamOpener"]
 
 log = logging.getLogger("ttapi_async")
 
@@ -111,6 +111,66 @@ class _Shared:
         self.stats = ClientStats()
 
 
+class StreamOpener:
+    """The transport of a streaming view of a sender (see :meth:`Sender.streaming`).
+
+    It opens the stream and keeps it in :attr:`opened`.
+    """
+
+    __slots__ = ("_transport", "opened")
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        #: The open stream of the last attempt (None: not opened, or a plain reply).
+        self.opened: OpenStream | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once the transport was closed."""
+        return self._transport.closed
+
+    async def aclose(self) -> None:
+        """Let the open stream go (the transport stays the client's)."""
+        if self.opened is not None:
+            opened, self.opened = self.opened, None
+            await opened.aclose()
+
+    async def send(
+        self, spec: RequestSpec, state: SendState, timeout: float | None = None
+    ) -> RawResponse:
+        """Open the stream; a reply that is not one comes back whole, as from ``send``."""
+        await self.aclose()  # an earlier attempt's (it failed, or we would not be here)
+        reply = await self._transport.open_stream(spec, state, timeout)
+        if isinstance(reply, RawResponse):
+            return reply
+        self.opened = reply
+        return RawResponse(reply.status, reply.headers, b"")
+
+    async def open_stream(
+        self, spec: RequestSpec, state: SendState, timeout: float | None = None
+    ) -> RawResponse | OpenStream:
+        """As the transport's."""
+        return await self._transport.open_stream(spec, state, timeout)
+
+    async def download(self, url: str, state: SendState, max_bytes: int) -> RawResponse:
+        """As the transport's."""
+        return await self._transport.download(url, state, max_bytes)
+
+    async def stream(
+        self,
+        url: str,
+        state: SendState,
+        sink: Callable[[bytes], None],
+        *,
+        max_bytes: int,
+        check_headers: Callable[[int, Mapping[str, str]], None] | None = None,
+    ) -> RawResponse:
+        """As the transport's."""
+        return await self._transport.stream(
+            url, state, sink, max_bytes=max_bytes, check_headers=check_headers
+        )
+
+
 class Sender:
     """Sends :class:`RequestSpec` s and parses their replies, under one deadline each.
 
@@ -137,6 +197,20 @@ class Sender:
         self._shared = _Shared(open_transport, timeout, retry, budget, redactor)
         self._transport: list[Transport] = []  # shared by every view: [] until opened
         self._hook: SendHook | None = None
+
+    def streaming(self) -> tuple[Sender, StreamOpener]:
+        """A view of this sender for one streamed call, and the opener it sends through.
+
+        The view retries and times out as :meth:`call` always does, until a reply starts;
+        a ``text/event-stream`` success is then left open in ``opener.opened`` (the parse
+        sees an empty body), and nothing is retried any more.
+        """
+        opener = StreamOpener(self.transport())
+        view = object.__new__(Sender)
+        view._shared = self._shared
+        view._transport = [opener]
+        view._hook = None
+        return view, opener
 
     def with_hook(self, hook: SendHook) -> Sender:
         """A view of this sender whose billable sends call ``hook`` (see :class:`SendHook`)."""
@@ -378,6 +452,10 @@ class Sender:
         if scope.cancelled_caught:
             msg = f"{spec.operation}: the timeout ran out waiting for the request budget"
             raise RequestTimeout(msg, request_sent=False)
+
+    def scrubber(self, spec: RequestSpec) -> Callable[[TTAPIError], None]:
+        """What hides this call's secrets in an error raised later (a stream's)."""
+        return lambda exc: self._scrub(spec, exc)
 
     def _scrub(self, spec: RequestSpec, exc: TTAPIError) -> None:
         """Hide the key, hook URLs and tokens in ``exc`` (a server may have quoted them)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -123,6 +123,44 @@ async def _read_some(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
         pass
     return bytes(buf)
+
+
+class _EventStream:
+    """An open ``text/event-stream`` reply (see :class:`~ttapi_async._http.OpenStream`)."""
+
+    __slots__ = ("_resp", "_state")
+
+    def __init__(self, resp: aiohttp.ClientResponse, state: SendState) -> None:
+        self._resp = resp
+        self._state = state
+
+    @property
+    def status(self) -> int:
+        """The HTTP status."""
+        return self._resp.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The reply's headers."""
+        return self._resp.headers
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """The body's lines as they arrive; a cut connection raises the SDK's error."""
+        try:
+            async for line in self._resp.content:
+                yield line
+        except _MAPPED as exc:
+            hidden = _map_error(exc, self._state)
+        else:
+            return
+        raise hidden
+
+    async def aclose(self) -> None:
+        """Let the connection go: back to the pool if the body is over, else aborted."""
+        if self._resp.content.at_eof():
+            self._resp.release()
+        else:
+            self._resp.close()
 
 
 class AiohttpTransport:
@@ -263,6 +301,49 @@ class AiohttpTransport:
             # Its repr carries the request's headers, the API key among them: raise the
             # mapped error outside this handler, so it is neither chained nor the context.
             hidden = mapped
+        finally:
+            _STATE.reset(token)
+        raise hidden
+
+    async def open_stream(
+        self, spec: RequestSpec, state: SendState, timeout: float | None = None
+    ) -> RawResponse | _EventStream:
+        """Send one API request; keep a ``text/event-stream`` success open for reading.
+
+        Any other reply (an error, or a plain JSON success: a server that buffers the
+        stream) is read whole and returned as :meth:`send` would. No redirects are
+        followed (the API does not redirect its calls). ``timeout`` bounds the whole call,
+        the stream included.
+        """
+        headers = self._json_headers if spec.json else self._form_headers
+        limits = (
+            self._limits
+            if timeout is None
+            else aiohttp.ClientTimeout(
+                total=timeout, connect=self._limits.connect, sock_connect=self._limits.sock_connect
+            )
+        )
+        state.connected = False
+        token = _STATE.set(state)
+        try:
+            resp = await self._session.request(
+                spec.method,
+                self._url(spec.path),
+                params=spec.params,
+                data=self._data(spec),
+                headers={**headers, "Accept": "text/event-stream"},
+                allow_redirects=False,
+                timeout=limits,
+            )
+            if _is_success(resp.status) and resp.content_type == "text/event-stream":
+                return _EventStream(resp, state)
+            try:
+                body = await resp.read()
+            finally:
+                resp.release()
+            return RawResponse(resp.status, resp.headers, body)
+        except _MAPPED as exc:
+            hidden = _map_error(exc, state)  # raised outside: its repr holds the key
         finally:
             _STATE.reset(token)
         raise hidden

@@ -56,6 +56,12 @@ __all__ = ["MODERATION_MARKER", "Route", "RouteKnobs", "Routes", "SlowBody"]
 
 #: Prompt marker that makes the emulator refuse a prompt (moderation) on purpose.
 MODERATION_MARKER: Final = "[moderation]"
+#: In a streamed call's prompt: the stream is cut after its first event ...
+STREAM_CUT_MARKER: Final = "[stream-cut]"
+#: ... or an error event follows its first event.
+STREAM_ERROR_MARKER: Final = "[stream-error]"
+#: Seconds between two events of a stream: partials arrive over time, as a real one's do.
+STREAM_GAP: Final = 0.01
 
 _FORM_TYPES: Final = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _MAX_SIDE: Final = 4096
@@ -192,7 +198,7 @@ class Routes:
             model = _rules.check_generate(p)
         except _rules.Refused as err:
             return _openai_refusal(err)
-        return await self._sync_images(key, PATH_GENERATE, p, model, 0)
+        return await self._sync_images(key, PATH_GENERATE, p, model, 0, request)
 
     async def edit(self, request: web.BaseRequest, key: str) -> web.StreamResponse:
         """``POST /v1/images/edits``: multipart (wire §4), or JSON by reference (2026 §4)."""
@@ -204,7 +210,7 @@ class Routes:
                 model, count = _rules.check_edit_json(p)
             except _rules.Refused as err:
                 return _openai_refusal(err)
-            return await self._sync_images(key, PATH_EDIT, p, model, count)
+            return await self._sync_images(key, PATH_EDIT, p, model, count, request)
         if request.content_type != "multipart/form-data":
             return openai_error(
                 400,
@@ -243,12 +249,22 @@ class Routes:
             )
         except _rules.Refused as err:
             return _openai_refusal(err)
-        return await self._sync_images(key, PATH_EDIT, p, model, len(images))
+        return await self._sync_images(key, PATH_EDIT, p, model, len(images), request)
 
     async def _sync_images(
-        self, key: str, path: str, p: Mapping[str, Any], model: str, input_images: int
-    ) -> web.Response:
-        """Moderation, billing, latency and the body of an accepted /v1 images call."""
+        self,
+        key: str,
+        path: str,
+        p: Mapping[str, Any],
+        model: str,
+        input_images: int,
+        request: web.BaseRequest | None = None,
+    ) -> web.StreamResponse:
+        """Moderation, billing, latency and the body of an accepted /v1 images call.
+
+        With ``stream: true`` (2026 §5) the body is an SSE stream: ``partial_images``
+        partial events per image, then its completed event, ``STREAM_GAP`` apart.
+        """
         prompt: str = p["prompt"]
         if MODERATION_MARKER in prompt:
             return _moderation_openai(model)
@@ -265,6 +281,9 @@ class Routes:
             body = await self._images_body(p, model, input_images)
         finally:
             self._billing.release(key)
+        if p.get("stream") is True and request is not None:
+            kind = "image_edit" if path == PATH_EDIT else "image_generation"
+            return await _stream_images(request, body, kind, p)
         return reply(200, _json.dumps(body))
 
     async def _images_body(
@@ -422,3 +441,42 @@ class Routes:
         if job is None:
             return envelope_error(404, "job not found")
         return reply(200, _json.dumps(job.body()))
+
+
+async def _stream_images(
+    request: web.BaseRequest, body: Mapping[str, Any], kind: str, p: Mapping[str, Any]
+) -> web.StreamResponse:
+    """Send an accepted images body as SSE events (2026 §5's framing: ``event:`` = type)."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    partials = p.get("partial_images") or 0
+    prompt = str(p.get("prompt", ""))
+    echo = {k: body.get(k) for k in ("size", "quality", "background", "output_format")}
+    sent = 0
+    for image in body.get("data", []):
+        b64 = image.get("b64_json")
+        events = [
+            {"type": f"{kind}.partial_image", "b64_json": b64, "partial_image_index": i}
+            for i in range(partials)
+        ]
+        events.append({"type": f"{kind}.completed", "b64_json": b64, "usage": body.get("usage")})
+        for event in events:
+            if sent == 1 and STREAM_CUT_MARKER in prompt:
+                response.force_close()
+                return response  # the connection closes mid-stream
+            if sent == 1 and STREAM_ERROR_MARKER in prompt:
+                error = {
+                    "error": {
+                        "message": "The image could not be generated.",
+                        "code": "server_error",
+                    }
+                }
+                await response.write(b"event: error\ndata: " + _json.dumps(error) + b"\n\n")
+                return response
+            data = {**event, **echo, "created_at": body.get("created")}
+            frame = b"event: " + event["type"].encode() + b"\ndata: " + _json.dumps(data) + b"\n\n"
+            await response.write(frame)
+            sent += 1
+            await anyio.sleep(STREAM_GAP)
+    await response.write_eof()
+    return response

@@ -575,6 +575,9 @@ def form_params(fields: Mapping[str, str]) -> dict[str, Any]:
                 name, f"Invalid type for '{name}': expected an integer, but got {_show(value)}."
             )
         p[name] = int(value)
+    # A form's "true"/"false" (O4's edit example sends -F "stream=true").
+    if isinstance(stream := p.get("stream"), str) and stream.strip().lower() in {"true", "false"}:
+        p["stream"] = stream.strip().lower() == "true"
     return p
 
 
