@@ -55,6 +55,7 @@ from ._errors import (
     ValidationError,
 )
 from ._fleet import JobRecord
+from ._imagestream import ImageStream
 from ._jobs import GPT, GPT4o, Job
 from ._journal import ItemState, Journal, JournalEntry
 from ._journalstore import JournalStore
@@ -127,6 +128,7 @@ __all__ = [
     "GenerateRequest",
     "ImageData",
     "ImageInput",
+    "ImageStream",
     "ImageStreamEvent",
     "ImageURL",
     "ImageUnavailableError",
