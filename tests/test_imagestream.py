@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import anyio
 import pytest
 from aiohttp import web
 from PIL import Image
@@ -148,3 +152,88 @@ async def test_completed_events_are_saved(emulator: Emulator, tmp_path: Path) ->
             events = [e async for e in stream]
         saved = await c.save(events, tmp_path, stem="fox")
     assert [s.path.name for s in saved] == ["fox-0.png"]
+
+
+def sse_app(frames: list[bytes], *, gate: anyio.Event | None = None) -> web.Application:
+    """A tiny server streaming ``frames`` (waiting on ``gate`` before the last one)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i, frame in enumerate(frames):
+            if gate is not None and i == len(frames) - 1:
+                await gate.wait()
+            await response.write(frame)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/images/generations", handler)
+    return app
+
+
+def frame(event: Mapping[str, object]) -> bytes:
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+async def test_an_image_of_megabytes_on_one_line_is_read(serve: object) -> None:
+    """A real completed event is one data: line of megabytes (past aiohttp's line limit)."""
+    b64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 3_000_000).decode()
+    app = sse_app([frame({"type": "image_generation.completed", "b64_json": b64})])
+    url = await serve(app)  # type: ignore[operator]
+    async with tt.Client("sk-test", base_url=url) as c:
+        stream = await c.images.generate(prompt="x", model="gpt-image-1", stream=True)
+        async with stream:
+            events = [e async for e in stream]
+    assert len(events[0].decode()) == 3_000_008
+
+
+async def test_a_timed_out_read_leaves_the_stream_readable(serve: object) -> None:
+    gate = anyio.Event()
+    partial = {
+        "type": "image_generation.partial_image",
+        "b64_json": "AA==",
+        "partial_image_index": 0,
+    }
+    done = {"type": "image_generation.completed", "b64_json": "AA=="}
+    url = await serve(sse_app([frame(partial), frame(done)], gate=gate))  # type: ignore[operator]
+    async with tt.Client("sk-test", base_url=url) as c:
+        stream = await c.images.generate(
+            prompt="x", model="gpt-image-1", stream=True, partial_images=1
+        )
+        async with stream:
+            assert (await anext(stream)).partial_image_index == 0
+            with anyio.move_on_after(0.05):
+                await anext(stream)  # the completed image is held back: this read times out
+            gate.set()
+            last = await anext(stream)
+    assert last.completed
+
+
+@pytest.mark.parametrize("usage", ["abc", [1], {"input_tokens": "x"}, {"total_tokens": 1e400}])
+async def test_a_malformed_event_is_a_format_error_and_closes(serve: object, usage: object) -> None:
+    event = {"type": "image_generation.completed", "b64_json": "AA==", "usage": usage}
+    url = await serve(sse_app([frame(event)]))  # type: ignore[operator]
+    async with tt.Client("sk-test", base_url=url) as c:
+        stream = await c.images.generate(prompt="x", model="gpt-image-1", stream=True)
+        if isinstance(usage, dict):
+            with pytest.raises(tt.ResponseFormatError):
+                async with stream:
+                    async for _ in stream:
+                        pass
+        else:  # not an object: no usage, as the tolerant reader has it
+            async with stream:
+                assert [e.usage async for e in stream] == [None]
+
+
+async def test_a_short_stream_the_server_ended_is_an_unknown_outcome(serve: object) -> None:
+    done = {"type": "image_generation.completed", "b64_json": "AA=="}
+    url = await serve(sse_app([frame(done), b"data: [DONE]\n\n"]))  # type: ignore[operator]
+    async with tt.Client("sk-test", base_url=url) as c:
+        stream = await c.images.generate(prompt="x", model="gpt-image-1", n=2, stream=True)
+        with pytest.raises(tt.StreamInterruptedError) as info:
+            async with stream:
+                async for _ in stream:
+                    pass
+    assert isinstance(info.value.cause, tt.ResponseFormatError)
+    assert len(info.value.partials) == 1

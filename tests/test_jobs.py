@@ -122,3 +122,36 @@ async def test_a_gpt_jobs_callback_is_confirmed_on_its_route(emulator: Emulator)
     assert receiver.accepted == 1
     assert emulator.counters.requests[GPT_FETCH] == 1  # the confirmation
     assert emulator.counters.requests[FOUR_O_FETCH] == 0
+
+
+async def test_a_bad_route_is_refused_and_a_later_handle_corrects_a_guess(
+    emulator: Emulator,
+) -> None:
+    async with sdk(emulator) as c:
+        with pytest.raises(tt.ValidationError, match="route"):
+            await c.waiter.wait("j1", route="bogus")
+        job = await c.gpt.submit(prompt="a corgi")
+        other = tt.Client(emulator.api_key, base_url=emulator.url)
+        async with other:
+            # A bare-id wait guesses the 4o route and times out; the handle then corrects it.
+            with pytest.raises(tt.JobTimeoutError):
+                await other.waiter.wait(job.job_id, timeout=0.05)
+            result = await other.gpt.job(job.job_id).wait(timeout=10)
+    assert result.job_id == job.job_id
+
+
+def test_an_image_url_of_the_wrong_type_is_a_validation_error() -> None:
+    from ttapi_async._protocol import build_edit_json  # noqa: PLC0415
+
+    with pytest.raises(tt.ValidationError):
+        build_edit_json({"prompt": "p", "model": "gpt-image-1"}, [tt.ImageURL(123)], None)  # type: ignore[arg-type]
+    png = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJ"
+        "RU5ErkJggg=="
+    )
+    with pytest.raises(tt.ValidationError, match="says image/jpeg"):
+        build_edit_json(
+            {"prompt": "p", "model": "gpt-image-1"},
+            [tt.ImageURL("data:image/jpeg;base64," + png)],
+            None,
+        )

@@ -324,6 +324,7 @@ def test_gpt_image_2_takes_free_sizes(size: str) -> None:
         ("3840x1248", "3:1"),
         ("1024", "WIDTHxHEIGHT"),
         ("0x1024", "WIDTHxHEIGHT"),
+        ("9" * 5000 + "x16", "WIDTHxHEIGHT"),  # past int()'s digit limit: still a rule
         ("\uff11\uff10\uff12\uff14x1024", "WIDTHxHEIGHT"),  # full-width digits: not ASCII
     ],
 )

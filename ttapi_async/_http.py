@@ -9,7 +9,7 @@ module that imports aiohttp's client); a test or another backend can supply its 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 
@@ -31,7 +31,7 @@ class RawResponse(NamedTuple):
 class OpenStream(Protocol):
     """A reply whose body is still arriving (a streamed image call): read it line by line.
 
-    :meth:`lines` raises the SDK's I/O errors (a connection cut midway:
+    :meth:`next_line` raises the SDK's I/O errors (a connection cut midway:
     :class:`~ttapi_async.ConnectionDroppedError`); :meth:`aclose` lets the connection go
     (aborting it if the body is not over).
     """
@@ -44,8 +44,11 @@ class OpenStream(Protocol):
     def headers(self) -> Mapping[str, str]:
         """The reply's headers."""
 
-    def lines(self) -> AsyncIterator[bytes]:
-        """The body's lines as they arrive, each with its line ending."""
+    async def next_line(self) -> bytes | None:
+        """The body's next line as it arrives (with its ending); None at the end.
+
+        Cancel-safe: a read cancelled while waiting loses no data.
+        """
 
     async def aclose(self) -> None:
         """Let the connection go."""

@@ -20,11 +20,16 @@ error with the server's message. A server that answers a streamed call with plai
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from ._errors import ConnectionDroppedError, StreamInterruptedError, TTAPIError
+from ._errors import (
+    ConnectionDroppedError,
+    ResponseFormatError,
+    StreamInterruptedError,
+    TTAPIError,
+)
 from ._models import ImagesResponse, ImageStreamEvent
 from ._stream import DONE, EventReader, image_event
 
@@ -65,7 +70,6 @@ class ImageStream:
         buffered: tuple[ImageStreamEvent, ...] = (),
     ) -> None:
         self._opened = opened
-        self._lines: AsyncIterator[bytes] | None = None if opened is None else opened.lines()
         self._operation = operation
         self._expected = expected
         self._scrub = scrub
@@ -134,26 +138,24 @@ class ImageStream:
             event = self._buffered.popleft()
             self.received.append(event)
             return event
-        lines = self._lines
-        if lines is None or self._opened is None:
+        opened = self._opened
+        if opened is None:
             raise StopAsyncIteration
         while True:
+            # A cancelled read (a timeout around it) leaves the stream as it was.
             try:
-                line = await anext(lines)
-            except StopAsyncIteration:
-                item = self._reader.close()
-                if item is None or item is DONE:
-                    return await self._end()
+                line = await opened.next_line()
             except TTAPIError as exc:
                 await self.aclose()
                 self._scrub(exc)
                 raise self._interrupted(exc) from exc
-            else:
-                item = self._reader.feed(line)
-                if item is None:
-                    continue
+            item = self._reader.close() if line is None else self._reader.feed(line)
+            if line is None and (item is None or item is DONE):
+                return await self._end(None)
+            if item is None:
+                continue
             if item is DONE:
-                return await self._end()
+                return await self._end(DONE)
             assert isinstance(item, tuple)  # noqa: S101 - the reader returns these or DONE
             try:
                 event = image_event(*item)
@@ -164,14 +166,23 @@ class ImageStream:
             self.received.append(event)
             return event
 
-    async def _end(self) -> ImageStreamEvent:
-        """The stream ended: over, or cut before its last image (never returns)."""
+    async def _end(self, marker: object) -> ImageStreamEvent:
+        """The stream ended: over, or short of images (never returns).
+
+        Short after the connection closed: cut (``ConnectionDroppedError``); short after
+        the server's own ``[DONE]``: its reply is short (``ResponseFormatError``). Either
+        way the call was accepted, so the outcome is unknown.
+        """
         await self.aclose()
-        if len(self.completed) < self._expected:
-            cut = ConnectionDroppedError(
-                f"the stream ended after {len(self.completed)} of {self._expected} image(s)"
+        got = len(self.completed)
+        if got < self._expected:
+            why = f"the stream ended after {got} of {self._expected} image(s)"
+            cause: TTAPIError = (
+                ResponseFormatError(why, status=200)
+                if marker is DONE
+                else ConnectionDroppedError(why)
             )
-            raise self._interrupted(cut)
+            raise self._interrupted(cause)
         raise StopAsyncIteration
 
     def _interrupted(self, cause: TTAPIError) -> StreamInterruptedError:

@@ -89,6 +89,8 @@ PATH_GPT_FETCH: Final = "/openai/gpt/fetch"
 #: The job routes. A job is fetched (and its callback confirmed) on the route that made it.
 ROUTE_4O: Final = "4o-image"
 ROUTE_GPT: Final = "gpt"
+#: The job routes there are.
+ROUTES: Final = frozenset({ROUTE_4O, ROUTE_GPT})
 #: ``route: (operation, fetch path)``.
 _FETCH_ROUTES: Final = {
     ROUTE_4O: ("gpt4o.fetch", PATH_4O_FETCH),
@@ -317,7 +319,11 @@ def _ref_info(ref: ImageRef, param: str) -> ImageInfo | None:
         data = base64.b64decode(match[2], validate=True)
     except (ValueError, binascii.Error) as exc:
         raise ValidationError(param, ref, "the data: URL's base64 does not decode") from exc
-    return sniff(data)
+    info = sniff(data)
+    declared = match[1]
+    if declared and info.mime not in {declared, "application/octet-stream"}:
+        raise ValidationError(param, ref, f"the data: URL says {declared}, its bytes {info.mime}")
+    return info
 
 
 def _ref_wire(ref: ImageRef) -> dict[str, str]:

@@ -154,11 +154,11 @@ class Images(_Resource):
         }
         spec = build_generate(params, extra_body)
         if stream:
-            return await self._stream(spec, "image_generation", n, timeout)
+            return await self._stream(spec, "image_generation", n, self._sender.deadline(timeout))
         return await self._sender.call(spec, _images_parser, self._sender.deadline(timeout))
 
     async def _stream(
-        self, spec: RequestSpec, kind: str, n: int | None, timeout: Timeout
+        self, spec: RequestSpec, kind: str, n: int | None, deadline: float | None
     ) -> ImageStream:
         """Open a streamed call; its events come from the :class:`ImageStream`."""
         view, opener = self._sender.streaming()
@@ -174,7 +174,7 @@ class Images(_Resource):
             return ImageStream(opened, operation=spec.operation, expected=n or 1, scrub=scrub)
 
         try:
-            return await view.call(spec, parse, self._sender.deadline(timeout))
+            return await view.call(spec, parse, deadline)
         except BaseException:
             await opener.aclose()
             raise
@@ -292,7 +292,7 @@ class Images(_Resource):
             refs = cast("list[ImageRef]", sources)
             spec = build_edit_json(params, refs, cast("ImageRef | None", mask), extra_body)
             if stream:
-                return await self._stream(spec, "image_edit", n, timeout)
+                return await self._stream(spec, "image_edit", n, deadline)
             return await sender.call(spec, _images_parser, deadline)
         try:
             async with asyncio.timeout_at(deadline):
@@ -306,7 +306,7 @@ class Images(_Resource):
             raise RequestTimeout(msg, request_sent=False) from exc
         spec = build_edit(params, images, mask_image, extra_body)
         if stream:
-            return await self._stream(spec, "image_edit", n, timeout)
+            return await self._stream(spec, "image_edit", n, deadline)
         return await sender.call(spec, _images_parser, deadline)
 
 

@@ -127,6 +127,7 @@ GENERATE_MODELS: Final[Mapping[str, ModelRules]] = {
 EDIT_MODELS: Final[Mapping[str, ModelRules]] = {r.name: r for r in (*_GPT_MODELS, _DALLE_2)}
 
 _SIZE_STEP = 16
+_SIZE_DIGITS = 5
 _SIZE_EDGE = 3840
 _SIZE_RATIO = 3
 _INPUT_FIDELITIES = frozenset({"high", "low"})
@@ -214,7 +215,9 @@ def _check_free_size(size: object, rules: ModelRules, model: str) -> None:
     if isinstance(size, str) and size in rules.sizes:
         return
     w, _, h = size.partition("x") if isinstance(size, str) else ("", "", "")
-    if not (w.isdigit() and h.isdigit() and w.isascii() and h.isascii() and int(w) and int(h)):
+    digits = w.isdigit() and h.isdigit() and w.isascii() and h.isascii()
+    # At most 5 digits: past them a size is surely too big, and int() of a huge one fails.
+    if not (digits and len(w) <= _SIZE_DIGITS and len(h) <= _SIZE_DIGITS and int(w) and int(h)):
         raise ValidationError("size", size, f"{model} takes 'auto' or WIDTHxHEIGHT, e.g. 1536x864")
     width, height = int(w), int(h)
     if width % _SIZE_STEP or height % _SIZE_STEP:

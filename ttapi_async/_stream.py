@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from . import _json
 from ._errors import APIStatusError, ResponseFormatError
-from ._models import ImageStreamEvent
-from ._serde import structure_usage, text_of
+from ._models import ImageStreamEvent, Usage
+from ._serde import StructureError, structure_usage, text_of
 
 
 __all__ = ["DONE", "EventReader", "image_event"]
@@ -86,7 +86,7 @@ def image_event(event: str, data: str, *, status: int = 200) -> ImageStreamEvent
         obj: Any = _json.loads(data)
     except (ValueError, RecursionError):
         obj = None
-    if event == "error" or (isinstance(obj, dict) and "error" in obj):
+    if event == "error" or (isinstance(obj, dict) and obj.get("error")):
         raise _stream_error(obj, data, status)
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise ResponseFormatError("a stream event without a type", status=status)
@@ -99,13 +99,22 @@ def image_event(event: str, data: str, *, status: int = 200) -> ImageStreamEvent
         partial_image_index=index
         if isinstance(index, int) and not isinstance(index, bool)
         else None,
-        usage=structure_usage(usage) if isinstance(usage, dict) else None,
+        usage=_usage(usage, status),
         size=text_of(obj.get("size")),
         quality=text_of(obj.get("quality")),
         background=text_of(obj.get("background")),
         output_format=text_of(obj.get("output_format")),
         created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
     )
+
+
+def _usage(usage: Any, status: int) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    try:
+        return structure_usage(usage)
+    except StructureError as exc:
+        raise ResponseFormatError("a stream event's usage is malformed", status=status) from exc
 
 
 def _stream_error(obj: Any, data: str, status: int) -> APIStatusError:

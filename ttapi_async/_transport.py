@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -126,13 +126,19 @@ async def _read_some(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 class _EventStream:
-    """An open ``text/event-stream`` reply (see :class:`~ttapi_async._http.OpenStream`)."""
+    """An open ``text/event-stream`` reply (see :class:`~ttapi_async._http.OpenStream`).
 
-    __slots__ = ("_resp", "_state")
+    Lines are cut from the chunks as they come, not with aiohttp's ``readline``: an image
+    event is one ``data:`` line of megabytes of base64, past aiohttp's line limit. A read
+    cancelled while it waits consumes nothing, so the next one goes on where it was.
+    """
+
+    __slots__ = ("_buf", "_resp", "_state")
 
     def __init__(self, resp: aiohttp.ClientResponse, state: SendState) -> None:
         self._resp = resp
         self._state = state
+        self._buf = bytearray()
 
     @property
     def status(self) -> int:
@@ -144,15 +150,26 @@ class _EventStream:
         """The reply's headers."""
         return self._resp.headers
 
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The body's lines as they arrive; a cut connection raises the SDK's error."""
-        try:
-            async for line in self._resp.content:
-                yield line
-        except _MAPPED as exc:
-            hidden = _map_error(exc, self._state)
+    async def next_line(self) -> bytes | None:
+        """The next line with its ending (the last may have none); None at the end."""
+        buf = self._buf
+        while (end := buf.find(b"\n")) < 0:
+            try:
+                chunk = await self._resp.content.readany()
+            except _MAPPED as exc:
+                hidden = _map_error(exc, self._state)
+                break
+            if not chunk:
+                if not buf:
+                    return None
+                line = bytes(buf)
+                buf.clear()
+                return line
+            buf += chunk
         else:
-            return
+            line = bytes(buf[: end + 1])
+            del buf[: end + 1]
+            return line
         raise hidden
 
     async def aclose(self) -> None:

@@ -49,7 +49,9 @@ class ImageURL:
 
     def __repr__(self) -> str:
         # A data: URL can be megabytes: show its start only.
-        shown = self.url if len(self.url) <= 60 else self.url[:57] + "..."  # noqa: PLR2004
+        url: object = self.url  # a caller may have passed anything: checked when sent
+        url = url if isinstance(url, str) else repr(url)
+        shown = url if len(url) <= 60 else url[:57] + "..."  # noqa: PLR2004
         return f"ImageURL({shown!r})"
 
 

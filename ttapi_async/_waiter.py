@@ -55,7 +55,7 @@ from ._memory import Remembered, SharedOutcomes, outcome_of
 from ._models import JobEventKind, JobResult, JobSnapshot, JobStatus
 from ._poller import Poller
 from ._polling import PollPolicy, default_poll_policy
-from ._protocol import ROUTE_4O
+from ._protocol import ROUTE_4O, ROUTES
 from ._rules import check_fetch, check_timeout
 from ._schedule import PollScheduler, PollState
 from ._types import NOT_GIVEN, Timeout
@@ -279,6 +279,8 @@ class JobWaiter:
         """
         job_id = job if isinstance(job, str) else job.job_id
         check_fetch(job_id)
+        if route is not None and route not in ROUTES:
+            raise ValidationError("route", route, f"a job route: {', '.join(sorted(ROUTES))}")
         if self._closed:
             raise ClientClosedError("the client is closed")
         if not self._poller.running:
@@ -323,11 +325,14 @@ class JobWaiter:
         With a shared store, another worker's job is looked up there: its outcome, or its
         record (submit time, callback expected, route) to plan the polls by.
         """
+        given = route if isinstance(job, str) else job.route  # said by the caller
         if isinstance(job, str):
             job_id, started = job, None
             route = route or self._memory.route_of(job_id)
         else:
             job_id, started, route = job.job_id, job.submitted_at, job.route
+        if given is not None and (known := self._sched.jobs.get(job_id)) is not None:
+            known.route = given  # a bare-id wait may have guessed the route before
         hooked = False
         if self._shared is not None and started is None and job_id not in self._sched.jobs:
             found, record = await self._memory.look_up(job_id)

@@ -110,6 +110,7 @@ class _Hook:
     job_id: str | None
     expires: float
     early: list[JobSnapshot] = attrs.Factory(list)  # callbacks that beat the submit reply
+    route: str = "4o-image"  # the job route of its job (set by bind)
 
 
 class WebhookReceiver:
@@ -228,6 +229,7 @@ class WebhookReceiver:
         if hook is None:
             return
         hook.job_id = job_id
+        hook.route = route
         self._by_job[hook.waiter, job_id] = token
         early, hook.early = hook.early, []
         if self._shared is not None:
@@ -349,8 +351,8 @@ class WebhookReceiver:
                 # A worker shutting down accepts but cannot confirm: the worker awaiting
                 # the job heard "callback seen" and polls it after a grace period.
                 if target is not None and target.running:
-                    if hook is not None:  # this worker's token: its job is tracked here
-                        target.adopt_callback(snap)
+                    if hook is not None:  # this worker's token: it knows the job's route
+                        target.adopt_callback(snap, hook.route)
                     else:  # another worker's: confirm it on the route it was made on
                         target.adopt_callback(snap, await self._route_of(shared, snap.job_id))
                 return 200, "ok"
