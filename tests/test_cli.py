@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,32 @@ def test_gpt_command_and_batch_kind_gpt(emu: Emulator, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "many").glob("*.png"))) == 3
     assert emu.counters.billed["/openai/gpt/generations"] == 4
+
+
+def test_an_empty_prompts_file_is_an_error(tmp_path: Path) -> None:
+    prompts = tmp_path / "empty.txt"
+    prompts.write_text("\n# only a comment\n\n", encoding="utf-8")
+    res = run("batch", str(prompts), "--dry-run")
+    assert res.exit_code == 2
+    assert "has no rows" in res.output
+
+
+def test_retries_print_nothing_bare_on_stderr(emu: Emulator) -> None:
+    """A script with no logging set up: a retried call prints no stamina line (issue 12)."""
+    from ttapi_async.testing import Fault  # noqa: PLC0415
+
+    emu.add_fault(Fault(route="/v1/images/generations", status=429, count=2, retry_after=0.01))
+    script = (
+        "import anyio, ttapi_async as tt\n"
+        "async def main():\n"
+        f"    async with tt.Client({emu.api_key!r}, base_url={emu.url!r}) as c:\n"
+        "        r = await c.images.generate(prompt='a fox', model='gpt-image-1')\n"
+        "        print(len(r.data), c.stats.retries)\n"
+        "anyio.run(main)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "2"]
+    assert "stamina" not in proc.stderr

@@ -136,9 +136,10 @@ async def test_standalone_main(http: aiohttp.ClientSession, cli_env: dict[str, s
         "--job-duration", "0.01", "0.02", "--sync-latency", "0", "--read-timeout", "0.3",
         "--max-body", "4096",
     ]  # fmt: skip
-    async with await anyio.open_process(command, env=cli_env, stderr=None) as proc:
+    async with await anyio.open_process(command, env=cli_env) as proc:
         try:
             assert proc.stdout is not None
+            assert proc.stderr is not None
             line = ""
             with anyio.fail_after(20):
                 async for chunk in TextReceiveStream(proc.stdout):
@@ -150,6 +151,14 @@ async def test_standalone_main(http: aiohttp.ClientSession, cli_env: dict[str, s
             )
             assert match, line
             assert match.group(2) != "0"
+            # And for a person, on stderr: the line to paste into another shell.
+            told = ""
+            with anyio.fail_after(20):
+                async for chunk in TextReceiveStream(proc.stderr):
+                    told += chunk
+                    if "TTAPI_API_KEY=k1" in told:
+                        break
+            assert f"export TTAPI_BASE_URL={match.group(1)} TTAPI_API_KEY=k1" in told
             headers = {"TT-API-KEY": "k1"}
             url = match.group(1) + SUBMIT
             async with http.post(url, json={"prompt": "p"}, headers=headers) as resp:

@@ -616,6 +616,11 @@ def batch(
             click.echo(f"... and {len(problems) - _MAX_PROBLEMS} more", err=True)
         click.echo(f"{len(problems)} problem(s) in {prompts_file}; nothing was sent.", err=True)
         sys.exit(2)
+    if not requests:
+        click.echo(
+            f"{prompts_file} has no rows (blank lines and # comments are skipped).", err=True
+        )
+        sys.exit(2)
     if dry_run:
         click.echo(f"{len(requests)} row(s) valid for {kind}; nothing was sent (--dry-run).")
         return

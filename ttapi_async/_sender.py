@@ -45,6 +45,12 @@ if TYPE_CHECKING:
 __all__ = ["ClientStats", "Parser", "SendHook", "Sender", "StreamOpener"]
 
 log = logging.getLogger("ttapi_async")
+# stamina logs each scheduled retry (WARNING, "stamina.retry_scheduled") on its own logger.
+# In a script or the CLI with no logging set up, Python's last-resort handler printed
+# that bare line on stderr for every retry. A NullHandler, the standard library's advice
+# for libraries, ends that and nothing else: with logging configured, the record still
+# propagates to the application's handlers. (Our own retry line is logged as ours.)
+logging.getLogger("stamina").addHandler(logging.NullHandler())
 
 T = TypeVar("T")
 #: Turns a 2xx reply into the call's result (raising a TTAPIError for a bad body).

@@ -1,8 +1,9 @@
 """Run the TTAPI emulator standalone until SIGINT or SIGTERM.
 
 ``python -m ttapi_async.testing --host 127.0.0.1 --port 8080 --api-key KEY``. It prints one
-line, ``TTAPI emulator on http://HOST:PORT (api key: KEY)``, then serves. With
-``--port 0`` the printed URL carries the port the system picked.
+line, ``TTAPI emulator on http://HOST:PORT (api key: KEY)``, then serves (and, on stderr,
+the ``export TTAPI_BASE_URL=... TTAPI_API_KEY=...`` line to paste into another shell).
+With ``--port 0`` the printed URL carries the port the system picked.
 """
 
 from __future__ import annotations
@@ -118,6 +119,12 @@ async def serve(args: argparse.Namespace) -> None:
     async with emulator as emu:
         # One line on stdout, flushed: scripts and benchmarks wait for it to read the URL.
         print(f"TTAPI emulator on {emu.url} (api key: {emu.api_key})", flush=True)  # noqa: T201
+        # For a person: what to paste into another shell (stderr: stdout's one line stays).
+        print(  # noqa: T201
+            f"In another shell:\n  export TTAPI_BASE_URL={emu.url} TTAPI_API_KEY={emu.api_key}",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
