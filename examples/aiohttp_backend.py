@@ -11,14 +11,24 @@ TTAPI's callback lands on ``/ttapi/hook/<token>`` of this same app.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import AsyncIterator
 
-from _common import exercise, free_port, ttapi_client
 from aiohttp import web
 
 import ttapi_async as tt
+
+
+# Run as a script (python examples/aiohttp_backend.py), the script's folder is on sys.path;
+# imported as examples.aiohttp_backend from the root (uvicorn, gunicorn), it is not. By name,
+# not a second static import: one file, one module name for type checkers.
+try:
+    _common = importlib.import_module("_common")
+except ModuleNotFoundError:
+    _common = importlib.import_module("examples._common")
+exercise, free_port, ttapi_client = _common.exercise, _common.free_port, _common.ttapi_client
 
 
 CLIENT = web.AppKey("client", tt.Client)

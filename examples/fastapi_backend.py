@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import sys
 from collections.abc import AsyncIterator
 
 import uvicorn
-from _common import exercise, free_port, ttapi_client
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 import ttapi_async as tt
+
+
+# Run as a script (python examples/fastapi_backend.py), the script's folder is on sys.path;
+# imported as examples.fastapi_backend from the root (uvicorn, gunicorn), it is not. By name,
+# not a second static import: one file, one module name for type checkers.
+try:
+    _common = importlib.import_module("_common")
+except ModuleNotFoundError:
+    _common = importlib.import_module("examples._common")
+exercise, free_port, ttapi_client = _common.exercise, _common.free_port, _common.ttapi_client
 
 
 class ImageRequest(BaseModel):

@@ -311,3 +311,11 @@ def test_retries_print_nothing_bare_on_stderr(emu: Emulator) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "2"]
     assert "stamina" not in proc.stderr
+
+
+def test_batch_dalle3_defaults_its_size_as_the_dalle3_command_does(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("prompt,size\na fox,\na cat,1792x1024\n", encoding="utf-8")
+    res = run("batch", str(prompts), "--kind", "dalle3", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "2 row(s) valid for dalle3" in res.output

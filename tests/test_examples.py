@@ -101,3 +101,20 @@ def test_bulk_example_runs_and_resumes(run_example: Callable[..., str], tmp_path
     second = run_example("bulk", "--out", str(out), "--jobs", "12")
     assert "progress: 12/12 done=0 skipped=12" in second
     assert len(list(out.glob("*.png"))) == 12
+
+
+@pytest.mark.parametrize("name", ["fastapi_backend", "aiohttp_backend"])
+def test_a_backend_imports_as_a_module_from_the_root(name: str) -> None:
+    """``uvicorn examples.fastapi_backend:app`` (the example's own docstring) imports it
+    as ``examples.NAME`` from the repository's root, where ``_common`` is no top module."""
+    code = f"import examples.{name} as m; print(callable(m.make_app))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"

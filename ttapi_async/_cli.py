@@ -51,6 +51,8 @@ T = TypeVar("T")
 
 #: Exit codes: 0 success; 2 bad usage or a parameter rule; 3 an API or network error;
 #: 4 a billable request whose outcome is unknown; 5 a 4o-image job that failed; 130 interrupted.
+#: The size ``dalle3`` and ``batch --kind dalle3`` use when none is given.
+DALLE3_DEFAULT_SIZE = "1024x1024"
 EXIT_API_ERROR = 3
 EXIT_OUTCOME_UNKNOWN = 4
 EXIT_JOB_FAILED = 5
@@ -602,6 +604,9 @@ def batch(
     Ctrl-C finishes the jobs in flight; a second one stops at once.
     """
     defaults = {k: (v or None) for k, v in defaults.items()}
+    if kind == "dalle3" and defaults.get("size") is None:
+        # As `ttapi-async dalle3` does: the legacy route requires a size (a row may set one).
+        defaults["size"] = DALLE3_DEFAULT_SIZE
     shared = journal is not None and journal.startswith(("redis://", "rediss://", "unix://"))
     if shared and not run_name:
         raise click.UsageError("--run NAME is required with a redis:// --journal")
