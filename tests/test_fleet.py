@@ -98,6 +98,12 @@ def test_an_outcome_without_a_source_says_poll() -> None:
     assert source == "poll"
 
 
+@pytest.mark.parametrize("data", [b"not json", b"[1, 2]", b'{"source": "webhook"}', b"[[[" * 5000])
+def test_a_foreign_message_on_the_channel_is_a_format_error(data: bytes) -> None:
+    with pytest.raises(tt.ResponseFormatError):
+        decode_outcome(data)
+
+
 @pytest.mark.parametrize(
     ("reply", "status", "job", "confirm"),
     [

@@ -16,7 +16,13 @@ from bulk_helpers import client_for, generations, prompts
 
 import ttapi_async as tt
 from ttapi_async import ItemState, JournalEntry, JournalTransitionError, ValidationError
-from ttapi_async._journalstore import TRANSITIONS, JournalStore, check_transition, sources
+from ttapi_async._journalstore import (
+    TRANSITIONS,
+    JournalStore,
+    check_transition,
+    recorded,
+    sources,
+)
 from ttapi_async.testing import Emulator
 
 
@@ -88,6 +94,31 @@ def test_a_legal_move_passes_and_an_illegal_one_names_the_row_and_both_states() 
     assert str(err) == "index=3: journal row 3 cannot go from submitted to submitting"
     with pytest.raises(JournalTransitionError, match=r"from done to failed \(its images"):
         check_transition(D, F, index=0)
+
+
+@pytest.mark.parametrize(
+    ("new", "job_id", "reason", "param"),
+    [
+        (ItemState.SUBMITTED, None, "r", "job_id"),
+        (ItemState.SUBMITTED, "", None, "job_id"),
+        (ItemState.FAILED, "j", None, "reason"),
+        (ItemState.OUTCOME_UNKNOWN, "j", None, "reason"),
+    ],
+)
+def test_a_move_without_what_it_records_is_refused(
+    new: ItemState, job_id: str | None, reason: str | None, param: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        recorded(new, job_id=job_id, reason=reason)
+    assert info.value.param == param
+    assert f"required to record {new.value}" in str(info.value)
+
+
+def test_a_move_records_its_job_id_or_reason_and_nothing_else() -> None:
+    assert recorded(ItemState.SUBMITTED, job_id="j1", reason=None) == "j1"
+    assert recorded(ItemState.FAILED, job_id="j1", reason="policy") == "policy"
+    assert recorded(ItemState.OUTCOME_UNKNOWN, job_id=None, reason="") == ""
+    assert recorded(ItemState.DONE, job_id="j1", reason="x") == ""
 
 
 class MemoryStore:

@@ -35,7 +35,7 @@ import attrs
 from . import _json
 from ._errors import ResponseFormatError, ValidationError
 from ._models import JobSnapshot
-from ._protocol import parse_callback
+from ._protocol import callback_snapshot
 
 
 __all__ = [
@@ -179,11 +179,13 @@ def decode_outcome(data: bytes) -> tuple[JobSnapshot, str]:
     Raises:
         ResponseFormatError: not a job's state (another app on the channel, a bad write).
     """
-    snap = parse_callback(data)
+    # Decoded once: every worker reads every published outcome.
     try:
-        source = _json.loads(data).get("source")
-    except (ValueError, AttributeError):  # pragma: no cover - parse_callback checked it
-        source = None
+        obj = _json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ResponseFormatError("a stored outcome is not JSON", status=200) from exc
+    snap = callback_snapshot(obj)
+    source = obj.get("source") if isinstance(obj, dict) else None
     return snap, source if isinstance(source, str) and source else "poll"
 
 

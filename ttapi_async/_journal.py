@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 from ._errors import JournalCorruptError, StorageError, ValidationError
-from ._journalstore import ItemState, JournalEntry, check_transition, sources
+from ._journalstore import ItemState, JournalEntry, check_transition, recorded, sources
 
 
 if sys.platform != "win32":
@@ -356,16 +356,17 @@ class Journal:
             ValidationError: there is no such row, or ``new`` lacks what it records
                 (``submitted`` a job id, ``failed`` and ``outcome_unknown`` a reason).
         """
+        text = recorded(new, job_id=job_id, reason=reason)
         if new is ItemState.SUBMITTING:
             self.mark_submitting(index)
         elif new is ItemState.SUBMITTED:
-            self.mark_submitted(index, _required("job_id", job_id, new), hooked=hooked)
+            self.mark_submitted(index, text, hooked=hooked)
         elif new is ItemState.DONE:
             self.mark_done(index, files)
         elif new is ItemState.FAILED:
-            self.mark_failed(index, _required("reason", reason, new))
+            self.mark_failed(index, text)
         elif new is ItemState.OUTCOME_UNKNOWN:
-            self.mark_unknown(index, _required("reason", reason, new))
+            self.mark_unknown(index, text)
         else:
             self.reset(index)
 
@@ -527,12 +528,6 @@ def _update_sql(new: ItemState) -> str:
 
 #: One guarded UPDATE per target state; ``{}`` takes the state's own assignments.
 _UPDATES: Final = {new: _update_sql(new) for new in ItemState}
-
-
-def _required(name: str, value: str | None, new: ItemState) -> str:
-    if value is None:
-        raise ValidationError(name, value, f"required to enter {new.value}")
-    return value
 
 
 _STATES: Final = frozenset(s.value for s in ItemState)

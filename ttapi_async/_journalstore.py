@@ -35,7 +35,7 @@ from typing import Final, Protocol
 
 import attrs
 
-from ._errors import JournalTransitionError
+from ._errors import JournalTransitionError, ValidationError
 
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "JournalEntry",
     "JournalStore",
     "check_transition",
+    "recorded",
     "sources",
 ]
 
@@ -133,6 +134,26 @@ def check_transition(old: ItemState, new: ItemState, *, index: int) -> None:
     if new not in TRANSITIONS[old]:
         hint = _DONE_HINT if old is ItemState.DONE else ""
         raise JournalTransitionError(index, old.value, new.value, hint=hint)
+
+
+def recorded(new: ItemState, *, job_id: str | None, reason: str | None) -> str:
+    """The text a move to ``new`` records: a job id, a reason, or "" for none.
+
+    ``submitted`` records its job id; ``failed`` and ``outcome_unknown`` their reason.
+    Both stores check a transition here, before writing, so they refuse the same moves.
+
+    Raises:
+        ValidationError: ``new`` records a job id or a reason and the move has none.
+    """
+    if new is ItemState.SUBMITTED:
+        if not job_id:
+            raise ValidationError("job_id", job_id, "required to record submitted")
+        return job_id
+    if new in (ItemState.FAILED, ItemState.OUTCOME_UNKNOWN):
+        if reason is None:
+            raise ValidationError("reason", reason, f"required to record {new.value}")
+        return reason
+    return ""
 
 
 class JournalStore(Protocol):

@@ -68,6 +68,7 @@ __all__ = [
     "build_fetch",
     "build_generate",
     "build_submit_4o",
+    "callback_snapshot",
     "parse_callback",
     "parse_error",
     "parse_fetch",
@@ -663,6 +664,18 @@ def parse_callback(body: bytes) -> JobSnapshot:
         obj = _json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise ResponseFormatError("the callback body is not JSON", status=200) from exc
+    return callback_snapshot(obj)
+
+
+def callback_snapshot(obj: Any) -> JobSnapshot:
+    """Read a decoded callback body (a JSON value) as a job's state.
+
+    For callers that already hold the decoded body and need more from it than the
+    snapshot (the fleet's published outcomes carry their ``source`` beside it).
+
+    Raises:
+        ResponseFormatError: the value carries no job.
+    """
     try:
         snap = _snapshot_from(obj, 200, b"", None, None)
     except ResponseFormatError as exc:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from ._errors import BrokerError, ClaimLostError, JournalCorruptError, ValidationError
-from ._journalstore import ItemState, JournalEntry, check_transition
+from ._journalstore import ItemState, JournalEntry, check_transition, recorded
 from ._redisconn import redis_client, shown_url
 from ._sharedrun import (
     BEGIN_SCRIPT,
@@ -205,10 +205,7 @@ class RedisJournal:
             JournalTransitionError: the table forbids the move.
             ValidationError: ``new`` lacks what it records, or the row is missing.
         """
-        if new is ItemState.SUBMITTED and not job_id:
-            raise ValidationError("job_id", job_id, "required to record submitted")
-        if new in (ItemState.FAILED, ItemState.OUTCOME_UNKNOWN) and reason is None:
-            raise ValidationError("reason", reason, f"required to record {new.value}")
+        recorded(new, job_id=job_id, reason=reason)
         fence = self._held.get(index)
         if fence is None:
             raise ClaimLostError(index, self.run)
