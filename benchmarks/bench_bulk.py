@@ -125,7 +125,7 @@ async def serve(args: argparse.Namespace) -> None:
     from ttapi_async.testing import Emulator  # noqa: PLC0415
 
     duration = args.min if args.min == args.max else (args.min, args.max)
-    async with Emulator(KEY, job_duration=duration, seed=args.seed) as emu:
+    async with Emulator(KEY, job_duration=duration, seed=args.seed, draw_prompts=False) as emu:
         print(f"TTAPI emulator on {emu.url} (api key: {KEY})", flush=True)
         while True:
             line = await anyio.to_thread.run_sync(sys.stdin.readline)

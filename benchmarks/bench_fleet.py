@@ -231,7 +231,7 @@ async def callbacks_mode(
     url: str, procs: int, confirm: bool, jobs: int, rate: float, duration: float
 ) -> dict[str, Any]:
     await flush(url)
-    async with Emulator(job_duration=duration, seed=3) as emu:
+    async with Emulator(job_duration=duration, seed=3, draw_prompts=False) as emu:
         per = jobs // procs
         extra = ["--jobs", str(per), "--rate", str(rate / procs)]
         if not confirm:
@@ -275,7 +275,7 @@ async def callbacks_mode(
 
 async def bulk_mode(url: str, procs: int, jobs: int) -> dict[str, Any]:
     await flush(url)
-    async with Emulator(job_duration=(1.0, 3.0), seed=7) as emu:
+    async with Emulator(job_duration=(1.0, 3.0), seed=7, draw_prompts=False) as emu:
         before = await redis_commands(url)
         started = time.monotonic()
         reports = await run_workers(

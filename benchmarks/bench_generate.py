@@ -190,7 +190,16 @@ def run_worker(args: argparse.Namespace) -> None:
 
 def start_server(kind: str, reply: str) -> tuple[subprocess.Popen[str], str]:
     if kind == "emulator":
-        cmd = [sys.executable, "-m", "ttapi_async.testing", "--port", "0", "--api-key", KEY]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ttapi_async.testing",
+            "--port",
+            "0",
+            "--api-key",
+            KEY,
+            "--no-draw-prompts",
+        ]
     else:
         cmd = [sys.executable, str(HERE / "minimal_server.py"), "--port", "0", "--reply", reply]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

@@ -107,7 +107,16 @@ def main() -> None:
     parser.add_argument("--partials", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "stream.md")
     args = parser.parse_args()
-    cmd = [sys.executable, "-m", "ttapi_async.testing", "--port", "0", "--api-key", KEY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ttapi_async.testing",
+        "--port",
+        "0",
+        "--api-key",
+        KEY,
+        "--no-draw-prompts",
+    ]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None

@@ -57,7 +57,7 @@ async def run_mode(
     seed: int,
 ) -> dict[str, Any]:
     async with (
-        Emulator(job_duration=duration, seed=seed) as emu,
+        Emulator(job_duration=duration, seed=seed, draw_prompts=False) as emu,
         tt.Client(
             emu.api_key,
             base_url=emu.url,
@@ -123,7 +123,7 @@ async def polling(args: argparse.Namespace) -> str:
 async def memory(args: argparse.Namespace) -> str:
     """Bytes of memory per pending job: 10,000 tracked jobs, measured with tracemalloc."""
     async with (
-        Emulator() as emu,
+        Emulator(draw_prompts=False) as emu,
         tt.Client(
             emu.api_key, base_url=emu.url, poll_policy=tt.PollPolicy(initial_delay=3600)
         ) as client,

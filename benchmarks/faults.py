@@ -443,7 +443,7 @@ async def run_cell(scenario: Scenario, mode: str, size: Size, seed: int, root: P
     prompts = [f"{scenario.name} / {mode} / input {i}" for i in range(size.inputs)]
     run = _Run()
     started = time.perf_counter()
-    async with Emulator(job_duration=size.job_duration, seed=seed) as emu:
+    async with Emulator(job_duration=size.job_duration, seed=seed, draw_prompts=False) as emu:
         scenario.setup(emu, size)
         async with contextlib.AsyncExitStack() as stack:
             webhook = None if mode == "polling" else await stack.enter_async_context(_receiver())

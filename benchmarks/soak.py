@@ -176,6 +176,7 @@ async def serve(args: argparse.Namespace) -> None:
         job_fail_rate=rate * FAIL_SHARE,
         callbacks=callbacks,
         seed=args.seed,
+        draw_prompts=False,  # thousands of distinct prompts: no picture drawn per job
     ) as emu:
         forged = {
             "status": "SUCCESS",

@@ -36,15 +36,16 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto`` (pyproject): one worker more than the CPUs this process may use.
+    """``-n auto`` (pyproject): two workers more than the CPUs this process may use.
 
-    About 40 % of the suite's time is spent waiting (on emulated jobs, timeouts and child
-    processes), so an extra worker fills the CPUs; more only adds contention and one more
-    collection (about 6 s of CPU) per worker. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides.
+    Much of the suite's time is spent waiting (on emulated jobs, timeouts, child processes,
+    a headless browser), so extra workers fill the CPUs. On 2 CPUs: 3 workers took 53 s,
+    4 took 47 s and 5 took 45 s, each worker adding a collection (about 6 s of CPU) and
+    contention for the tests that time things. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides.
     """
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or config.option.numprocesses != "auto":
         return None  # pytest-xdist's own rule
-    return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else None
+    return len(os.sched_getaffinity(0)) + 2 if hasattr(os, "sched_getaffinity") else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,6 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
 _SLOWEST_MODULES = (
     "test_example_multiworker",  # 15 s: six uvicorn workers, and 8 s of an outage
     "test_cli_shared",  # 10 s: CLI processes sharing a run, leases lapsing
+    "test_gallery",  # 9 s: the gallery app's process and headless chromium (mostly waiting)
+    "test_docs",  # 13 s: every snippet of the README and docs/ against the emulator
     "test_waiter",
     "test_properties_protocol",
     "test_examples",

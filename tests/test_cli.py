@@ -135,7 +135,7 @@ def test_batch_runs_resumes_and_reports(emu: Emulator, tmp_path: Path) -> None:
     assert "batch summary" in res.stderr
     assert "--retry-failed" in res.stderr
     assert len(list(out.glob("*.png"))) == 2
-    assert (out / "ttapi-journal.sqlite").stat().st_mode & 0o777 == 0o600
+    assert (out / "ttapi-journal-p.txt-4o.sqlite").stat().st_mode & 0o777 == 0o600
     again = run("batch", str(prompts), "--out", str(out), "--no-progress", **key)
     assert again.exit_code == 3
     assert re.search(r"already done \(journal\)\s*│\s*2\s*│", again.stderr), again.stderr
@@ -208,7 +208,7 @@ def test_batch_first_ctrl_c_drains_in_flight_work(
     assert not list(out.glob(".part-*"))
     from ttapi_async import ItemState, Journal  # noqa: PLC0415
 
-    with Journal.open(out / "ttapi-journal.sqlite") as journal:
+    with Journal.open(out / "ttapi-journal-p.txt-4o.sqlite") as journal:
         counts = journal.counts()
         rows = len(journal.entries())
         assert journal.recovered == 0
@@ -229,7 +229,7 @@ def test_batch_with_a_damaged_journal_says_so_and_changes_nothing(
     out = tmp_path / "out"
     key = {"key": emu.api_key, "base_url": emu.url}
     assert run("batch", str(prompts), "--out", str(out), "--no-progress", **key).exit_code == 0
-    journal = out / "ttapi-journal.sqlite"
+    journal = out / "ttapi-journal-p.txt-4o.sqlite"
     db = sqlite3.connect(journal)
     with db:
         db.execute("UPDATE items SET files = 'not json' WHERE idx = 1")
@@ -243,14 +243,6 @@ def test_batch_with_a_damaged_journal_says_so_and_changes_nothing(
     assert "rows 1" in res.stderr
     assert "Run the same command again" not in res.stderr
     assert journal.read_bytes() == before
-
-
-def test_item_ranges_are_compact() -> None:
-    from ttapi_async._cli import _ranges  # noqa: PLC0415
-
-    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
-    assert _ranges([9, 3, 4, 2]) == "2-4, 9"
-    assert _ranges([3]) == "3"
 
 
 def test_gpt_command_and_batch_kind_gpt(emu: Emulator, tmp_path: Path) -> None:
@@ -319,3 +311,37 @@ def test_batch_dalle3_defaults_its_size_as_the_dalle3_command_does(tmp_path: Pat
     res = run("batch", str(prompts), "--kind", "dalle3", "--dry-run")
     assert res.exit_code == 0, res.output
     assert "2 row(s) valid for dalle3" in res.output
+
+
+def test_a_mask_error_names_the_mask_file(tmp_path: Path) -> None:
+    image, mask = tmp_path / "photo.png", tmp_path / "small-mask.png"
+    Image.new("RGBA", (64, 64)).save(image)
+    Image.new("RGBA", (32, 32)).save(mask)
+    res = run("edit", str(image), "--prompt", "x", "--mask", str(mask), "--out", str(tmp_path))
+    assert res.exit_code == 2
+    assert "small-mask.png (png 32x32" in res.stderr
+    assert "photo.png: 64x64" in res.stderr
+
+
+@NEVER_WAITS  # the installed script: the fast-waits wrapper itself imports the emulator
+@pytest.mark.parametrize("command", [["batch", "PROMPTS"], ["generate", "a fox"], ["emulator"]])
+def test_without_pillow_the_emulator_is_a_usage_error(
+    cli: list[str], tmp_path: Path, command: list[str]
+) -> None:
+    """No key and no Pillow: exit 2 (the table's usage code), saying what to install."""
+    blocker = tmp_path / "blocked" / "PIL"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named PIL')\n")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a fox\n", encoding="utf-8")
+    args = [str(prompts) if arg == "PROMPTS" else arg for arg in command]
+    env = {k: v for k, v in os.environ.items() if k not in {"TTAPI_API_KEY", "TTAPI_BASE_URL"}}
+    env["PYTHONPATH"] = str(tmp_path / "blocked")
+    if command[0] != "emulator":
+        args += ["--out", str(tmp_path / "out")]
+    proc = subprocess.run(
+        [*cli, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'ttapi-async[testing]'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -116,6 +116,29 @@ async def test_b64_image_decoded_in_slices(emulator: Emulator, tmp_path: Path) -
     assert listing(tmp_path) == sorted(s.path.name for s in saved)  # no sidecars
 
 
+async def test_results_are_named_from_their_prompt_with_prompt_and_model_in_the_sidecar(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """What the README says of save(): files named from the prompt; the sidecar records the
+    prompt and the model, for every kind of call (the dalle3 route serves dall-e-3)."""
+    async with sdk(emulator) as c:
+        gen = await c.images.generate(prompt="A red fox, in snow!", model="gpt-image-1")
+        d3 = await c.dalle3.generate(prompt="a cat on a mat", size="1024x1024")
+        edit = await c.images.edit(image=png((64, 64)), prompt="add a hat", model="gpt-image-1")
+        saved = [(await c.save(r, tmp_path))[0] for r in (gen, d3, edit)]
+    assert [s.path.name.rsplit("-", 2)[0] for s in saved] == [
+        "a-red-fox-in-snow",
+        "a-cat-on-a-mat",
+        "add-a-hat",
+    ]
+    docs = [sidecar_of(s) for s in saved]
+    assert [(d["prompt"], d["model"]) for d in docs] == [
+        ("A red fox, in snow!", "gpt-image-1"),
+        ("a cat on a mat", "dall-e-3"),
+        ("add a hat", "gpt-image-1"),
+    ]
+
+
 async def test_large_b64_spans_many_slices(tmp_path: Path) -> None:
     """A b64 image of many 64 KiB slices decodes exactly, hash and all."""
     data = png((400, 300), noise=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
 
 import aiohttp
 import anyio
@@ -25,6 +26,7 @@ from PIL import Image
 from ttapi_async.testing import (
     CallbackFaults,
     Charge,
+    EmulatedJob,
     Emulator,
     job_of_image,
 )
@@ -113,6 +115,27 @@ async def test_job_images_name_their_job_and_charges_are_kept(
     ]
     assert job_of_image(png(8, 8)) is None
     assert job_of_image(b"not an image") is None
+
+
+def succeeded(job: EmulatedJob) -> Callable[[], bool]:
+    return lambda: job.status == "SUCCESS"
+
+
+async def test_job_pictures_show_their_prompt(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """Two jobs with two prompts end with two pictures, each still naming its job."""
+    ids = [await submit(http, emulator, prompt=p) for p in ("a lighthouse", "a fox")]
+    pixels = []
+    for job_id in ids:
+        await wait_until(succeeded(emulator.jobs[job_id]))
+        _, body = await fetch(http, emulator, job_id)
+        async with http.get(body["data"]["imageUrl"]) as resp:
+            data = await resp.read()
+        assert job_of_image(data) == job_id
+        with Image.open(io.BytesIO(data)) as img:
+            pixels.append(img.convert("RGB").tobytes())
+    assert pixels[0] != pixels[1]
 
 
 # --------------------------------------------------------------------------- callbacks

@@ -103,7 +103,8 @@ async def test_gpt_image_formats_are_real(
     assert raw.startswith(MAGIC[fmt])
     assert img.format == PIL_FORMAT[fmt]
     assert img.size == expected
-    assert img.mode == "RGB"
+    assert img.mode in {"RGB", "P"}  # opaque: a PNG with its prompt is drawn with a palette
+    assert "transparency" not in img.info
     assert body["size"] == f"{expected[0]}x{expected[1]}"
 
 
@@ -168,10 +169,35 @@ async def test_dalle3_url_with_revised_prompt_or_b64(
     assert img.size == (1024, 1792)
 
 
-async def test_unknown_model_passes_through_like_gpt_image(
+async def test_an_unknown_model_is_refused_in_openais_shape(
     emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    """A model the rules do not know is accepted and answers the gpt-image way."""
+    """A typo'd model gets OpenAI's 400 naming ``model`` on every /v1 route: it would be
+    refused, or billed as something else, at TTAPI."""
+    status, body = await post_json(http, emulator, GEN, {"model": "gpt-image-9", "prompt": "p"})
+    assert status == 400
+    assert body["error"]["param"] == "model"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "'gpt-image-9'" in body["error"]["message"]
+    assert "'gpt-image-1'" in body["error"]["message"]  # the accepted names are listed
+    edit = {"model": "gpt-image-9", "prompt": "p", "images": [{"image_url": "https://x/a.png"}]}
+    status, body = await post_json(http, emulator, "/v1/images/edits", edit)
+    assert (status, body["error"]["param"]) == (400, "model")
+    async with http.post(
+        emulator.url + "/openai/gpt/generations",
+        json={"prompt": "p", "model": "gpt-image-9"},
+        headers={"TT-API-KEY": emulator.api_key},
+    ) as r:
+        assert r.status == 400
+        assert "gpt-image-9" in (await r.json())["message"]
+    assert not emulator.charges  # nothing was billed
+
+
+async def test_an_extra_model_passes_through_like_gpt_image(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """A name given as an extra model is accepted and answers the gpt-image way."""
+    emulator.extra_models = frozenset({"gpt-image-9"})
     status, body = await post_json(
         http, emulator, GEN, {"model": "gpt-image-9", "prompt": "p", "size": "640x480"}
     )
@@ -558,3 +584,30 @@ async def test_fetch_errors(emulator: Emulator, http: aiohttp.ClientSession) -> 
         body = await resp.json()
         assert (body["status"], body["data"]) == ("FAILED", None)
         assert "jobId" in body["message"]
+
+
+def top_strip(img: Image.Image) -> bytes:
+    """The pixels of the picture's top eighth, where the prompt is written."""
+    width, height = img.size
+    return img.convert("RGB").crop((0, 0, width, height // 8)).tobytes()
+
+
+async def test_pictures_show_their_prompt(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    """Each prompt draws its own picture (so outputs can be told apart); the same prompt the
+    same picture; with draw_prompts off, one shared picture per kind."""
+
+    async def picture(prompt: str) -> tuple[bytes, Image.Image]:
+        body = {"model": "gpt-image-1", "prompt": prompt, "size": "1024x1024"}
+        status, reply = await post_json(http, emulator, GEN, body)
+        assert status == 200, reply
+        return decode(reply["data"][0]["b64_json"])
+
+    fox, fox_img = await picture("a red fox in the snow")
+    owl, owl_img = await picture("an owl at night")
+    assert fox != owl
+    assert top_strip(fox_img) != top_strip(owl_img)  # the difference is the written prompt
+    assert (await picture("a red fox in the snow"))[0] == fox
+    emulator.draw_prompts = False
+    plain_fox, _ = await picture("a red fox in the snow")
+    plain_owl, _ = await picture("an owl at night")
+    assert plain_fox == plain_owl != fox

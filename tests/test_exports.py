@@ -48,3 +48,33 @@ def test_errors_share_one_root() -> None:
     errors = [getattr(tt, n) for n in tt.__all__ if n.endswith(("Error", "Timeout"))]
     assert errors
     assert all(issubclass(e, tt.TTAPIError) for e in errors)
+
+
+def test_every_public_name_is_looked_up_in_its_module() -> None:
+    """The lazy table and __all__ agree: each name resolves to the module's own object."""
+    import importlib  # noqa: PLC0415
+
+    lazy = tt._EXPORTS
+    assert set(lazy) == set(tt.__all__) - {"__version__"}
+    for name, module in lazy.items():
+        assert getattr(tt, name) is getattr(importlib.import_module(module, "ttapi_async"), name)
+
+
+def test_importing_the_package_imports_no_http_stack() -> None:
+    """`import ttapi_async` (which the pytest plugin's loading runs) stays cheap: aiohttp,
+    the client, Pillow and rich come with the first name used."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = (
+        "import sys, ttapi_async\n"
+        "heavy = ('aiohttp', 'ttapi_async._client', 'PIL', 'rich')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
+        "print(','.join(heavy) or '-')\n"
+        "ttapi_async.Client\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["-", "True"]

@@ -327,9 +327,11 @@ async def outcome(client: tt.Client, job_id: str) -> tuple[str, str, str | None]
     try:
         result = await client.waiter.wait(job_id, timeout=5)
     except tt.JobFailedError as exc:
-        snapshot: tt.JobSnapshot = exc.snapshot
-        return "failed", snapshot.job_id, None
-    return "succeeded", result.job_id, result.image_url
+        snapshot = exc.snapshot
+    else:
+        return "succeeded", result.job_id, result.image_url
+    assert snapshot is not None
+    return "failed", snapshot.job_id, None
 
 
 async def check_invariants(world: World) -> None:

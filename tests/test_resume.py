@@ -78,7 +78,7 @@ async def test_kill_9_and_resume(cli: list[str], tmp_path: Path) -> None:
         assert code == -signal.SIGKILL
         code, lines = await run_batch(cmd, env, kill_after=None)
         counters = emu.counters
-    journal = out / "ttapi-journal.sqlite"
+    journal = out / "ttapi-journal-prompts.txt-4o.sqlite"
     assert journal.stat().st_mode & 0o777 == 0o600
     with Journal.open(journal) as j:
         entries = j.entries()

@@ -215,7 +215,10 @@ async def test_a_failed_job_whose_message_quotes_its_hook_url(
         async with client.bulk(reqs, journal=tmp_path / "j.sqlite") as run:
             outcomes = [o async for o in run]
     assert "refused the connection" in str(info.value)
-    assert info.value.snapshot.message.startswith("callback to https://hooks.example.com/ttapi/")
+    snapshot = info.value.snapshot
+    assert snapshot is not None
+    assert snapshot.message is not None
+    assert snapshot.message.startswith("callback to https://hooks.example.com/ttapi/")
     texts = [chain(info.value), log_text(caplog.records), repr(outcomes)]
     texts += [o.reason or "" for o in outcomes]
     journal_bytes = b"".join(p.read_bytes() for p in tmp_path.iterdir())

@@ -12,24 +12,21 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import attrs
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from ._bulk import BulkOutcome, BulkProgress
 from ._client import Client
+from ._clijournal import JournalClashError, SharedRun, plan_journal
+from ._cliview import (
+    EXIT_API_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_OUTCOME_UNKNOWN,
+    Display,
+    ranges,
+)
 from ._errors import (
     BulkPausedError,
     JobFailedError,
@@ -40,23 +37,22 @@ from ._errors import (
     ValidationError,
 )
 from ._files import safe_stem
-from ._journalstore import ItemState, JournalEntry
+from ._journalstore import JournalEntry
 from ._models import ImagesResponse, JobResult
-from ._redisconn import shown_url
 from ._redisjournal import RedisJournal
 from ._requests import KINDS, Request, read_rows, request_from_row, validate
 
 
+if TYPE_CHECKING:
+    from .testing import Emulator
+
+
 T = TypeVar("T")
 
-#: Exit codes: 0 success; 2 bad usage or a parameter rule; 3 an API or network error;
-#: 4 a billable request whose outcome is unknown; 5 a 4o-image job that failed; 130 interrupted.
 #: The size ``dalle3`` and ``batch --kind dalle3`` use when none is given.
 DALLE3_DEFAULT_SIZE = "1024x1024"
-EXIT_API_ERROR = 3
-EXIT_OUTCOME_UNKNOWN = 4
-EXIT_JOB_FAILED = 5
-EXIT_INTERRUPTED = 130
+#: Problems listed by a failed check of a batch file (the count is always given).
+_MAX_PROBLEMS = 30
 
 
 @contextlib.asynccontextmanager
@@ -68,12 +64,9 @@ async def _client(
         async with Client(api_key, base_url=base_url, timeout=timeout, **options) as client:
             yield client
         return
-    try:
-        from .testing import Emulator  # noqa: PLC0415 - only without a key
-    except ImportError as exc:
-        raise click.ClickException(
-            f"no TTAPI_API_KEY is set, and the embedded emulator cannot start: {exc}"
-        ) from exc
+    Emulator = _emulator_class(  # noqa: N806 - a class, imported only without a key
+        "no TTAPI_API_KEY is set (nor --api-key), so the embedded emulator was to be used: "
+    )
     async with Emulator(job_duration=(0.5, 1.5)) as emu:
         click.echo(
             f"No TTAPI_API_KEY set: using the embedded TTAPI emulator at {emu.url} "
@@ -82,6 +75,19 @@ async def _client(
         )
         async with Client(emu.api_key, base_url=emu.url, timeout=timeout, **options) as client:
             yield client
+
+
+def _emulator_class(why: str = "") -> type[Emulator]:
+    """The emulator, or a usage error (exit 2) that says how to install it.
+
+    ``why`` comes first in the message: why the emulator was wanted at all.
+    """
+    try:
+        from .testing import Emulator  # noqa: PLC0415 - only without a key
+    except ImportError as exc:
+        # The emulator's own ImportError names the extra to install (Pillow is all it needs).
+        raise click.UsageError(f"{why}{exc}") from exc
+    return Emulator
 
 
 def _run(main: Callable[[], Awaitable[T]]) -> T:
@@ -166,7 +172,14 @@ def common(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Without TTAPI_API_KEY (or --api-key) every command runs against the embedded "
+    "emulator (the 'testing' extra). Exit codes: 0 ok; 2 bad usage, a parameter rule, a "
+    "batch journal of another input, or no emulator to run; 3 an API or network error "
+    "(batch: items failed, or the run paused on an account error); 4 outcome unknown "
+    "(maybe billed); 5 a job that failed; 130 interrupted.",
+)
 @click.version_option(package_name="ttapi-async")
 def main() -> None:
     """Generate images with TTAPI's OpenAI image models from the command line."""
@@ -174,7 +187,13 @@ def main() -> None:
 
 @main.command()
 @click.argument("prompt")
-@click.option("--model", default="gpt-image-1", show_default=True)
+@click.option(
+    "--model",
+    default="gpt-image-1",
+    show_default=True,
+    help="gpt-image-1, gpt-image-1.5, gpt-image-2, dall-e-2 or dall-e-3 (other names are "
+    "sent as given).",
+)
 @click.option("--n", type=int, default=None, help="Number of images (1-10; dall-e-3: 1).")
 @click.option("--size", default=None, help="e.g. 1024x1024, 1536x1024, auto.")
 @click.option(
@@ -202,14 +221,24 @@ def generate(
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--prompt", required=True)
-@click.option("--mask", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--model", default="gpt-image-1", show_default=True)
-@click.option("--n", type=int, default=None)
-@click.option("--size", default=None)
-@click.option("--quality", default=None)
-@click.option("--background", default=None)
-@click.option("--output-format", default=None)
+@click.option("--prompt", required=True, help="What to change.")
+@click.option(
+    "--mask",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="PNG whose transparent pixels mark where to edit (the first image's size).",
+)
+@click.option(
+    "--model",
+    default="gpt-image-1",
+    show_default=True,
+    help="gpt-image-1, gpt-image-1.5, gpt-image-2 or dall-e-2.",
+)
+@click.option("--n", type=int, default=None, help="Number of images (1-10).")
+@click.option("--size", default=None, help="e.g. 1024x1024, 1536x1024, auto.")
+@click.option("--quality", default=None, help="GPT image models: low, medium, high or auto.")
+@click.option("--background", default=None, help="GPT image models: transparent, opaque, auto.")
+@click.option("--output-format", default=None, help="GPT image models: png, jpeg or webp.")
 @common
 def edit(
     images: tuple[str, ...],
@@ -240,7 +269,12 @@ def edit(
     show_default=True,
     type=click.Choice(["1024x1024", "1024x1792", "1792x1024"]),
 )
-@click.option("--quality", default=None, type=click.Choice(["standard", "hd"]))
+@click.option(
+    "--quality",
+    default=None,
+    type=click.Choice(["standard", "hd"]),
+    help="hd: finer detail (costs more).",
+)
 @common
 def dalle3(
     prompt: str,
@@ -337,6 +371,9 @@ def _load_batch(
     """
     requests: list[Request] = []
     problems: list[str] = []
+    # A rule broken by a command-line option is the option's problem, said once, not a
+    # problem of every line of the file.
+    by_flag: dict[str, list[int]] = {}
     for number, row in read_rows(path):
         try:
             if isinstance(row, ValidationError):
@@ -344,173 +381,22 @@ def _load_batch(
             request = request_from_row(kind, row, defaults)
             validate(request)
         except ValidationError as exc:
+            flag = _FLAGS.get(exc.param, "--" + exc.param.replace("_", "-"))
+            from_flag = defaults.get(exc.param) is not None
+            if isinstance(row, dict) and from_flag and exc.param not in row:
+                by_flag.setdefault(f"{flag} (on the command line): {exc}", []).append(number)
+                continue
             problems.append(f"{path.name}:{number}: {exc}")
             continue
         requests.append(request)
         if lines is not None:
             lines.append(number)
-    return requests, problems
+    flagged = [f"{text} [rows on line(s) {ranges(rows)}]" for text, rows in by_flag.items()]
+    return requests, flagged + problems
 
 
-def _ranges(indexes: list[int]) -> str:
-    """``[0, 1, 2, 5, 7, 8]`` as ``"0-2, 5, 7-8"``."""
-    spans: list[str] = []
-    ordered = sorted(set(indexes))
-    start = prev = ordered[0]
-    for i in [*ordered[1:], None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        spans.append(str(start) if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
-    return ", ".join(spans)
-
-
-#: Problems listed by a failed check of a batch file (the count is always given).
-_MAX_PROBLEMS = 30
-
-
-class _Display:
-    """Shows a batch's progress: a live bar on a terminal, plain lines otherwise."""
-
-    def __init__(self, total: int, *, live: bool) -> None:
-        self.console = Console(stderr=True)
-        self.live = live
-        self.total = total
-        self._last: BulkProgress | None = None
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-        if live:
-            self._progress = Progress(
-                TextColumn("[bold]batch"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("[green]{task.fields[done]} done"),
-                TextColumn("[red]{task.fields[failed]} failed"),
-                TextColumn("[cyan]{task.fields[running]} running"),
-                TextColumn("{task.fields[rate]}/s"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
-            self._task = self._progress.add_task(
-                "batch", total=total, done=0, failed=0, running=0, rate="0.0"
-            )
-
-    def __enter__(self) -> Self:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def update(self, p: BulkProgress) -> None:
-        self._last = p
-        if self._progress is not None and self._task is not None:
-            rate = (p.done + p.failed + p.unknown) / p.elapsed if p.elapsed > 0 else 0.0
-            self._progress.update(
-                self._task,
-                completed=p.finished,
-                done=p.done + p.skipped,
-                failed=p.failed + p.unknown,
-                running=p.running,
-                rate=f"{rate:.1f}",
-            )
-
-    def outcome(self, o: BulkOutcome) -> None:
-        if self.live:
-            if not o.ok and not o.resumed:
-                self.console.print(f"[red]#{o.index} {o.state.value}[/red]: {o.reason or o.error}")
-            return
-        tail = " ".join(str(p) for p in o.paths) if o.ok else (o.reason or str(o.error))
-        click.echo(f"{o.state.value}\t{o.index}\t{o.job_id or '-'}\t{tail}")
-
-    def note(self, text: str) -> None:
-        self.console.print(text)
-
-    def shared_summary(
-        self,
-        p: BulkProgress,
-        out: Path,
-        shared: SharedRun,
-        rows: Mapping[int, JournalEntry],
-        taken_over: int,
-        mine: list[int],
-        *,
-        interrupted: bool,
-    ) -> int:
-        """The whole shared run's summary (every worker's items), and its exit code."""
-        counts = dict.fromkeys(ItemState, 0)
-        for row in rows.values():
-            counts[row.state] += 1
-        table = Table(title=f"shared run {shared.run!r}: every worker's items", show_header=True)
-        table.add_column("state")
-        table.add_column("whole run", justify="right")
-        table.add_column("by this process", justify="right")
-        by_me = {
-            ItemState.DONE: p.done,
-            ItemState.FAILED: p.failed,
-            ItemState.OUTCOME_UNKNOWN: p.unknown,
-        }
-        for state in ItemState:
-            table.add_row(state.value, str(counts[state]), str(by_me.get(state, "")))
-        table.add_row("taken over from a dead process", "", str(taken_over))
-        table.add_row("elapsed", "", f"{p.elapsed:.1f} s")
-        self.console.print(table)
-        self.console.print(f"images of this process: {out}   journal: {shown_url(shared.url)}")
-        click.echo(
-            f"this process: {p.done} done, {p.failed} failed, {p.unknown} outcome unknown, "
-            f"{taken_over} taken over from stopped processes",
-            err=True,
-        )
-        if mine:
-            click.echo(f"items this process ran: {_ranges(mine)}", err=True)
-        for index, row in sorted(rows.items()):
-            if row.state is ItemState.OUTCOME_UNKNOWN:
-                line = shared.lines[index] if index < len(shared.lines) else "?"
-                click.echo(f"item {index} (line {line}): outcome unknown: {row.reason}", err=True)
-        ended = (
-            counts[ItemState.DONE] + counts[ItemState.FAILED] + counts[ItemState.OUTCOME_UNKNOWN]
-        )
-        if interrupted or ended < len(shared.lines):
-            return EXIT_INTERRUPTED
-        if counts[ItemState.OUTCOME_UNKNOWN]:
-            return EXIT_OUTCOME_UNKNOWN
-        return EXIT_API_ERROR if counts[ItemState.FAILED] else 0
-
-    def summary(self, p: BulkProgress, out: Path, journal: Path | None) -> None:
-        table = Table(title="batch summary", show_header=True)
-        table.add_column("state")
-        table.add_column("items", justify="right")
-        for name, count in (
-            ("done", p.done),
-            ("already done (journal)", p.skipped),
-            ("failed", p.failed),
-            ("outcome unknown", p.unknown),
-            ("still running (wait timed out)", p.timed_out),
-            ("not started", max(0, p.total - p.finished) if p.total is not None else 0),
-        ):
-            table.add_row(name, str(count))
-        table.add_row("elapsed", f"{p.elapsed:.1f} s")
-        table.add_row("job cap at the end", str(p.jobs_cap))
-        self.console.print(table)
-        self.console.print(f"images: {out}" + (f"   journal: {journal}" if journal else ""))
-        if journal is not None:
-            # What to run next; the same command resumes where this run stopped.
-            if p.total is not None and p.finished < p.total:
-                self.console.print("Run the same command again to resume.")
-            if p.failed:
-                self.console.print("Add --retry-failed to run the failed items again.")
-            if p.timed_out:
-                self.console.print("Jobs still running at TTAPI are waited on by the next run.")
-            if p.unknown:
-                self.console.print(
-                    "Items with an unknown outcome may have been billed; add "
-                    "--resubmit-unknown to submit them again anyway."
-                )
+#: Batch options named otherwise than the request field they set.
+_FLAGS = {"refer_images": "--refer"}
 
 
 @main.command()
@@ -543,8 +429,15 @@ class _Display:
 @click.option(
     "--journal",
     default=None,
-    help="Resumable journal: a file (default: OUT/ttapi-journal.sqlite), or a "
-    "redis://HOST:PORT/DB URL to share the run between processes (needs --run).",
+    help="Resumable journal: a file (default: OUT/ttapi-journal-<file name>-<kind>.sqlite, "
+    "one per input), or a redis://HOST:PORT/DB URL to share the run between processes "
+    "(needs --run).",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start this input over: set its existing journal aside (kept as a .bak file) "
+    "instead of resuming it.",
 )
 @click.option(
     "--run",
@@ -569,7 +462,7 @@ class _Display:
 )
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed item.")
 @click.option("--ordered", is_flag=True, help="Report outcomes in input order.")
-@click.option("--dry-run", is_flag=True, help="Check every row; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Check every row and the journal; send nothing.")
 @click.option(
     "--progress/--no-progress", default=None, help="Live progress bar (default: on a terminal)."
 )
@@ -586,6 +479,7 @@ def batch(
     journal: str | None,
     run_name: str | None,
     lease: float,
+    fresh: bool,
     no_journal: bool,
     retry_failed: bool,
     resubmit_unknown: bool,
@@ -598,10 +492,11 @@ def batch(
     """Run every prompt of PROMPTS_FILE and save the images to --out.
 
     PROMPTS_FILE is one prompt per line, or JSONL / CSV with per-row parameters (a
-    ``prompt`` field plus any of the endpoint's). Every row is checked before anything
-    is sent. Run the same command again to resume after a crash or Ctrl-C: finished
-    items are skipped and submitted jobs are waited on, never submitted twice. The first
-    Ctrl-C finishes the jobs in flight; a second one stops at once.
+    "prompt" field plus any of the endpoint's). Every row, and the journal, is checked
+    before anything is sent. Each input file and --kind has its own journal in --out, so
+    running the same command again resumes after a crash or Ctrl-C: finished items are
+    skipped and submitted jobs are waited on, never submitted twice. The first Ctrl-C
+    finishes the jobs in flight; a second one stops at once.
     """
     defaults = {k: (v or None) for k, v in defaults.items()}
     if kind == "dalle3" and defaults.get("size") is None:
@@ -619,16 +514,15 @@ def batch(
             click.echo(line, err=True)
         if len(problems) > _MAX_PROBLEMS:
             click.echo(f"... and {len(problems) - _MAX_PROBLEMS} more", err=True)
-        click.echo(f"{len(problems)} problem(s) in {prompts_file}; nothing was sent.", err=True)
+        click.echo(f"{len(problems)} problem(s) with {prompts_file}; nothing was sent.", err=True)
         sys.exit(2)
     if not requests:
         click.echo(
             f"{prompts_file} has no rows (blank lines and # comments are skipped).", err=True
         )
         sys.exit(2)
-    if dry_run:
-        click.echo(f"{len(requests)} row(s) valid for {kind}; nothing was sent (--dry-run).")
-        return
+    if fresh and (no_journal or shared):
+        raise click.UsageError("--fresh sets a journal file aside: not with --no-journal or redis")
     where: Path | SharedRun | None
     if no_journal:
         where = None
@@ -637,7 +531,12 @@ def batch(
         assert run_name is not None  # noqa: S101 - checked above
         where = SharedRun(journal, run_name, lease, lines)
     else:
-        where = Path(journal) if journal else out / "ttapi-journal.sqlite"
+        where = _journal_for(
+            out, prompts_file, kind, requests, lines, journal, fresh=fresh, dry_run=dry_run
+        )
+    if dry_run:
+        click.echo(f"{len(requests)} row(s) valid for {kind}; nothing was sent (--dry-run).")
+        return
     live = sys.stderr.isatty() if progress is None else progress
     code = _run(
         lambda: _batch(
@@ -661,14 +560,39 @@ def batch(
     sys.exit(code)
 
 
-@attrs.frozen
-class SharedRun:
-    """A run shared through Redis: where, its name, the lease, each item's line number."""
-
-    url: str
-    run: str
-    lease: float
-    lines: list[int]
+def _journal_for(
+    out: Path,
+    prompts_file: Path,
+    kind: str,
+    requests: list[Request],
+    lines: list[int],
+    given: str | None,
+    *,
+    fresh: bool,
+    dry_run: bool,
+) -> Path:
+    """The journal file of a run (see ``_clijournal``), its notes printed first."""
+    try:
+        plan = plan_journal(
+            out=out,
+            prompts_file=prompts_file,
+            kind=kind,
+            requests=requests,
+            lines=lines,
+            given=given,
+            fresh=fresh,
+            dry_run=dry_run,
+        )
+    except JournalClashError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except TTAPIError as exc:  # --fresh could not open or move the old journal
+        raise click.UsageError(f"--fresh: {exc}") from exc
+    for note in plan.notes:
+        click.echo(note, err=True)
+    if plan.resumable:
+        counts = ", ".join(f"{n} {state.value}" for state, n in sorted(plan.resumable.items()))
+        click.echo(f"resuming {plan.path}: {counts} of {len(requests)} row(s)", err=True)
+    return plan.path
 
 
 async def _batch(
@@ -684,7 +608,7 @@ async def _batch(
     **options: Any,
 ) -> int:
     """Run a batch with a display and a two-stage Ctrl-C; return the exit code."""
-    display = _Display(len(requests), live=live)
+    display = Display(len(requests), live=live)
     interrupts = 0
     stopped_by: TTAPIError | None = None
     whole: Mapping[int, JournalEntry] | None = None
@@ -697,51 +621,58 @@ async def _batch(
             )
         else:
             store = journal
+        # The client (and the emulator, and its notice) before the live bar starts: a line
+        # printed beside a running bar is glued to it.
+        client = await stack.enter_async_context(
+            _client(api_key, base_url, timeout, requests_per_second=rate)
+        )
+        run = client.bulk(
+            requests, save_to=out, journal=store, on_progress=display.update, **options
+        )
         with anyio.CancelScope() as scope, display:
-            async with _client(api_key, base_url, timeout, requests_per_second=rate) as client:
-                run = client.bulk(
-                    requests, save_to=out, journal=store, on_progress=display.update, **options
-                )
 
-                def on_sigint() -> None:
-                    nonlocal interrupts
-                    interrupts += 1
-                    if interrupts == 1:
-                        display.note(
-                            "[yellow]Ctrl-C: finishing the jobs in flight (Ctrl-C again to "
-                            "stop now; the journal stays consistent)"
-                        )
-                        run.stop()
-                    else:
-                        scope.cancel()
+            def on_sigint() -> None:
+                nonlocal interrupts
+                interrupts += 1
+                if interrupts == 1:
+                    display.note(
+                        "[yellow]Ctrl-C: finishing the jobs in flight (Ctrl-C again to "
+                        "stop now; the journal stays consistent)"
+                    )
+                    display.ended(run.progress, "stopping")
+                    run.stop()
+                else:
+                    scope.cancel()
 
-                loop = asyncio.get_running_loop()
-                # SIGTERM (a deploy, a scheduler) as the first Ctrl-C: the jobs in flight
-                # finish, a shared run's claims are let go, the journal stays consistent.
+            loop = asyncio.get_running_loop()
+            # SIGTERM (a deploy, a scheduler) as the first Ctrl-C: the jobs in flight
+            # finish, a shared run's claims are let go, the journal stays consistent.
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, on_sigint)
+                loop.add_signal_handler(signal.SIGTERM, on_sigint)
+            try:
+                async with run as outcomes:
+                    async for outcome in outcomes:
+                        display.outcome(outcome)
+                        if not outcome.resumed:
+                            mine.append(outcome.index)
+            except BulkPausedError as exc:
+                display.note(f"[red]paused after an account error: {exc.cause}")
+                stopped_by = exc
+            except (JournalCorruptError, StorageError):
+                # The run could not start (or write) its journal: no summary, and no
+                # advice to run again, which would meet the same file. The error says
+                # what to do; _run prints it.
+                raise
+            except TTAPIError as exc:  # --fail-fast
+                display.note(f"[red]stopped at the first failure: {type(exc).__name__}: {exc}")
+                stopped_by = exc
+            finally:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(signal.SIGINT, on_sigint)
-                    loop.add_signal_handler(signal.SIGTERM, on_sigint)
-                try:
-                    async with run as outcomes:
-                        async for outcome in outcomes:
-                            display.outcome(outcome)
-                            if not outcome.resumed:
-                                mine.append(outcome.index)
-                except BulkPausedError as exc:
-                    display.note(f"[red]paused after an account error: {exc.cause}")
-                    stopped_by = exc
-                except (JournalCorruptError, StorageError):
-                    # The run could not start (or write) its journal: no summary, and no
-                    # advice to run again, which would meet the same file. The error says
-                    # what to do; _run prints it.
-                    raise
-                except TTAPIError as exc:  # --fail-fast
-                    display.note(f"[red]stopped at the first failure: {type(exc).__name__}: {exc}")
-                    stopped_by = exc
-                finally:
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.remove_signal_handler(signal.SIGINT)
-                        loop.remove_signal_handler(signal.SIGTERM)
+                    loop.remove_signal_handler(signal.SIGINT)
+                    loop.remove_signal_handler(signal.SIGTERM)
+                # The bar's last frame: final counts, and why it stopped in place of an ETA.
+                display.ended(run.progress, _why_ended(interrupts, stopped_by))
         if isinstance(store, RedisJournal):
             whole = await store.load()
     p = run.progress
@@ -750,7 +681,12 @@ async def _batch(
         return display.shared_summary(
             p, out, journal, whole, taken, mine, interrupted=interrupts > 0
         )
-    display.summary(p, out, journal if isinstance(journal, Path) else None)
+    display.summary(
+        p,
+        out,
+        journal if isinstance(journal, Path) else None,
+        paused=isinstance(stopped_by, BulkPausedError),
+    )
     if scope.cancelled_caught or interrupts:
         return EXIT_INTERRUPTED
     if p.unknown or isinstance(stopped_by, OutcomeUnknownError):
@@ -760,12 +696,28 @@ async def _batch(
     return 0
 
 
+def _why_ended(interrupts: int, stopped_by: TTAPIError | None) -> str | None:
+    """What the bar shows in place of its ETA when the run ended early (None: it did not)."""
+    if interrupts:
+        return "interrupted"
+    if isinstance(stopped_by, BulkPausedError):
+        return "paused (account error)"
+    if stopped_by is not None:
+        return "stopped (--fail-fast)"
+    return None
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option("--api-key", default=None, help="Key the emulator accepts (default: random).")
 def emulator(host: str, port: int, api_key: str | None) -> None:
-    """Run the TTAPI emulator standalone (same as python -m ttapi_async.testing)."""
+    """Run the TTAPI emulator standalone (same as python -m ttapi_async.testing).
+
+    It prints its URL on stdout, and on stderr the export line to paste into another
+    shell. Faults, job times and a balance: python -m ttapi_async.testing --help.
+    """
+    _emulator_class()  # the extra is installed, or a usage error says how to get it
     from .testing.__main__ import main as emulator_main  # noqa: PLC0415
 
     args = ["--host", host, "--port", str(port)] + (["--api-key", api_key] if api_key else [])

@@ -27,6 +27,7 @@ from ._resources import Dalle3, Images
 from ._retry import NO_RETRY, RetryPolicy, default_retry_policy
 from ._saver import Saver
 from ._sender import Sender
+from ._telemetry import resolve as resolve_telemetry
 from ._transport import AiohttpTransport
 from ._types import NOT_GIVEN, Timeout
 from ._waiter import JobWaiter
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from ._models import JobSnapshot
     from ._redisbroker import RedisBroker
     from ._requests import Request
+    from ._telemetry import Telemetry
     from ._webhook import WebhookReceiver
 
 
@@ -93,6 +95,10 @@ class Client:
             worker ends the wait in the worker awaiting its job, and any worker can wait
             on any job. It is opened with the client (``async with``): an unreachable
             Redis then raises :class:`BrokerError`.
+        telemetry: OpenTelemetry spans and metrics: a :class:`Telemetry` (which takes a
+            tracer and a meter provider), or True for one over the global providers.
+            Off by default; needs ``pip install 'ttapi-async[otel]'``
+            (else :class:`TelemetryUnavailableError`).
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class Client:
         confirm_callbacks: bool = True,
         requests_per_second: float | None = None,
         broker: RedisBroker | None = None,
+        telemetry: Telemetry | bool | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("TTAPI_API_KEY")
         if not key:
@@ -170,13 +177,25 @@ class Client:
         self.budget: Final = (
             None if requests_per_second is None else RequestBudget(requests_per_second)
         )
+        tel = resolve_telemetry(telemetry)
+        #: The telemetry this client records into (None: off).
+        self.telemetry: Final = tel
+        # Handed to the parts below, or None: then they pay one None-check, nothing more.
+        recorder = None if tel is None else tel._recorder(self.base_url)  # noqa: SLF001
         self._sender = Sender(
-            open_transport, timeout=timeout, retry=self.retry, budget=self.budget, redactor=redactor
+            open_transport,
+            timeout=timeout,
+            retry=self.retry,
+            budget=self.budget,
+            redactor=redactor,
+            telemetry=recorder,
         )
         #: Counters (retries, unknown outcomes); the waiter has its own (``waiter.stats``).
         self.stats: Final = self._sender.stats
         #: The job waiter (see :class:`JobWaiter`); it runs while the client is open.
-        sender = self._sender
+        # The waiter's polls record no span each (they are counted, and summed on the span
+        # of each wait); a user's own fetch is a call like any other.
+        sender = self._sender.untraced()
 
         async def fetch(job_id: str, route: str, deadline: float) -> JobSnapshot:
             # No retry of its own: the waiter schedules the next poll itself.
@@ -191,6 +210,7 @@ class Client:
             confirm_callbacks=confirm_callbacks,
             redact=redactor.redact,
             shared=broker,
+            telemetry=recorder,
         )
         #: The broker shared with other workers, if any.
         self.broker: Final = broker
@@ -199,7 +219,9 @@ class Client:
         #: The webhook receiver jobs report to, if any.
         self.webhook: Final = webhook
         if webhook is not None:
-            webhook._attach(self.waiter, broker)  # noqa: SLF001
+            webhook._attach(  # noqa: SLF001
+                self.waiter, broker, None if recorder is None else recorder.callback
+            )
         #: ``/v1/images/generations`` and ``/v1/images/edits`` (OpenAI-compatible).
         self.images: Final = Images(self._sender)
         #: The legacy DALL-E 3 route ``/openai/v1/images/generations`` (envelope unwrapped).

@@ -348,6 +348,8 @@ def _default_stem(
     if isinstance(prompt, str) and prompt:
         return safe_stem(prompt)
     if isinstance(result, ImagesResponse):
+        if result.prompt:
+            return safe_stem(result.prompt)
         return safe_stem(next((d.revised_prompt for d in result.data if d.revised_prompt), "image"))
     return safe_stem(result.prompt or result.job_id)
 

@@ -46,8 +46,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit, urlunsplit
+
+
+if TYPE_CHECKING:
+    from ._models import ImageStreamEvent, JobSnapshot
 
 
 __all__ = [
@@ -551,7 +555,9 @@ class JobFailedError(JobError):
     ``reason`` is TTAPI's message; ``snapshot`` the :class:`JobSnapshot` that said so.
     """
 
-    def __init__(self, job_id: str, reason: str | None, snapshot: Any = None) -> None:
+    def __init__(
+        self, job_id: str, reason: str | None, snapshot: JobSnapshot | None = None
+    ) -> None:
         self.reason = reason
         self.snapshot = snapshot
         super().__init__(job_id, f"failed: {reason or 'no reason given'}")
@@ -686,6 +692,8 @@ class StreamInterruptedError(OutcomeUnknownError):
     received before the cut (partial images, and any completed ones).
     """
 
-    def __init__(self, operation: str, cause: TTAPIError, partials: tuple[Any, ...]) -> None:
+    def __init__(
+        self, operation: str, cause: TTAPIError, partials: tuple[ImageStreamEvent, ...]
+    ) -> None:
         super().__init__(operation, cause)
         self.partials = partials

@@ -48,11 +48,17 @@ class ImageInfo:
     height: int
     size: int
     has_alpha: bool
+    #: The file the bytes were read from, when there was one: messages name it.
+    name: str | None = attrs.field(default=None, eq=False)
 
     def describe(self) -> str:
         """A short human description, used in validation messages (never the bytes)."""
         kind = EXTENSIONS.get(self.mime, self.mime)
-        return f"<{kind} {self.width}x{self.height}, {self.size} bytes>"
+        if self.width < 0:
+            what = f"{self.size} bytes, not an image"
+        else:
+            what = f"{kind} {self.width}x{self.height}, {self.size} bytes"
+        return f"{self.name} ({what})" if self.name else f"<{what}>"
 
 
 def sniff_mime(data: bytes) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import attrs
 
 from ._errors import ValidationError
 from ._images import sniff
@@ -63,10 +64,21 @@ def _read_file(read: Callable[[], object], param: str) -> object:
         raise ValidationError(param, "<file>", f"cannot read the file: {exc.strerror}") from exc
 
 
-def _checked(data: object, param: str) -> EditImage:
+def _checked(data: object, param: str, name: str | None = None) -> EditImage:
     if not isinstance(data, bytes):
         raise ValidationError(param, type(data).__name__, "the file must be opened in binary mode")
-    return EditImage(data=data, info=sniff(data))
+    info = sniff(data)
+    # Messages about this image (a mask's size, a format) then name the file it came from.
+    return EditImage(data=data, info=info if name is None else attrs.evolve(info, name=name))
+
+
+def _file_name(file: object) -> str | None:
+    """The name an open file was opened by, when it has one (not a BytesIO, not a fd).
+
+    Only the last part of a path: messages stay short enough to show it whole.
+    """
+    name = getattr(file, "name", None)
+    return Path(name).name if isinstance(name, str) else None
 
 
 def read_edit_input(src: object, param: str) -> EditImage:
@@ -78,12 +90,13 @@ def read_edit_input(src: object, param: str) -> EditImage:
     source = _source(src, param)
     if isinstance(source, str):
         try:
-            return _checked(Path(source).read_bytes(), param)
+            return _checked(Path(source).read_bytes(), param, Path(source).name)
         except (OSError, ValueError) as exc:
             raise _read_error(param, source, exc) from exc
     if isinstance(source, bytes):
         return _checked(source, param)
-    return _checked(_read_file(source.read, param), param)  # type: ignore[attr-defined]
+    data = _read_file(source.read, param)  # type: ignore[attr-defined]
+    return _checked(data, param, _file_name(source))
 
 
 async def load_edit_input(src: object, param: str) -> EditImage:
@@ -98,8 +111,9 @@ async def load_edit_input(src: object, param: str) -> EditImage:
             data = await anyio.Path(source).read_bytes()
         except (OSError, ValueError) as exc:
             raise _read_error(param, source, exc) from exc
-        return _checked(data, param)
+        return _checked(data, param, Path(source).name)
     if isinstance(source, bytes):
         return _checked(source, param)
     read = source.read  # type: ignore[attr-defined]
-    return _checked(await anyio.to_thread.run_sync(_read_file, read, param), param)
+    read_data: object = await anyio.to_thread.run_sync(_read_file, read, param)
+    return _checked(read_data, param, _file_name(source))

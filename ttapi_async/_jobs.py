@@ -121,8 +121,12 @@ class _JobRoute:
         hook_url: str | None,
         extra_body: Mapping[str, Any] | None,
         timeout: Timeout,
+        model: str | None = None,
     ) -> Job:
-        """Send the spec ``build(hook_url)`` makes, with the receiver's hook if any."""
+        """Send the spec ``build(hook_url)`` makes, with the receiver's hook if any.
+
+        ``model`` is the model asked for, for telemetry (the body already carries it).
+        """
         sender = self._sender
         waiter = self.waiter
         receiver = self.webhook if hook_url is None else None
@@ -143,7 +147,7 @@ class _JobRoute:
 
         try:
             spec = build(hook_url)
-            job = await sender.call(spec, parse, sender.deadline(timeout))
+            job = await sender.call(spec, parse, sender.deadline(timeout), model=model)
         except OutcomeUnknownError:
             # The job may exist: its callback (to this token) is the one way to learn its
             # id, so the token stays registered until it expires.
@@ -289,6 +293,7 @@ class GPT(_JobRoute):
             hook_url,
             extra_body,
             timeout,
+            model,
         )
 
     async def generate(

@@ -67,7 +67,7 @@ if sys.platform != "win32":
     import fcntl
 
 
-__all__ = ["ItemState", "Journal", "JournalEntry"]
+__all__ = ["ItemState", "Journal", "JournalEntry", "read_states", "set_aside"]
 
 
 _SCHEMA: Final = 1
@@ -441,6 +441,52 @@ class Journal:
         # The move is legal from the row's state now: another process changed the row
         # between the two statements, which the journal's lock rules out.
         raise StorageError(errno.EBUSY, "the journal row changed under a write", str(self.path))
+
+
+def read_states(path: str | os.PathLike[str]) -> dict[int, tuple[str, ItemState]] | None:
+    """Each row's ``(fingerprint, state)`` in the journal at ``path``, read only.
+
+    Nothing is locked, recovered or written, so a dry run can look at a journal another
+    process is running. None when there is no readable journal at ``path`` (absent, not
+    SQLite, damaged): :meth:`Journal.open` is the one that says what is wrong with a file.
+    """
+    file = Path(path)
+    if not file.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+    except (sqlite3.Error, ValueError):
+        return None
+    try:
+        rows = conn.execute("SELECT idx, fingerprint, state FROM items").fetchall()
+        return {int(idx): (str(fp), ItemState(state)) for idx, fp, state in rows}
+    except (sqlite3.Error, ValueError, TypeError):
+        return None
+    finally:
+        conn.close()
+
+
+def set_aside(path: str | os.PathLike[str], suffix: str) -> Path | None:
+    """Move the journal at ``path`` to ``<path>.<suffix>.bak`` whole; return where.
+
+    It is opened first as a run would (so it is not in use, and what a killed run left in
+    its -wal file is folded in), then closed and renamed: nothing in it is lost, and a
+    new run at ``path`` starts empty. None when there is no file at ``path``.
+
+    Raises:
+        ValidationError, JournalCorruptError, StorageError: as :meth:`Journal.open`, or
+            the rename failed (a StorageError).
+    """
+    file = Path(path)
+    if not file.exists():
+        return None
+    Journal.open(file).close()
+    target = file.with_name(f"{file.name}.{suffix}.bak")
+    try:
+        file.replace(target)
+    except OSError as exc:
+        raise StorageError.wrap(exc, "setting the journal aside") from exc
+    return target
 
 
 def _open_file(path: Path) -> tuple[sqlite3.Connection, int, int | None, str]:

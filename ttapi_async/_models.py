@@ -146,6 +146,9 @@ class ImagesResponse:
 
     ``background``, ``output_format``, ``quality`` and ``size`` are echoed by newer
     gpt-image responses only; ``usage`` is present for gpt-image models only.
+    ``prompt`` and ``model`` are what the call asked for (not sent back by the server;
+    None for a response built by hand): :meth:`Client.save` names files from the prompt
+    and writes both into the sidecar.
     """
 
     created: int
@@ -157,6 +160,10 @@ class ImagesResponse:
     size: str | None = None
     #: The HTTP side of the call; not part of equality.
     http: ResponseInfo | None = attrs.field(default=None, eq=False, repr=False)
+    #: The prompt of the call; not part of equality (the server's reply is).
+    prompt: str | None = attrs.field(default=None, eq=False, repr=False)
+    #: The model the call named (None: the server's default); not part of equality.
+    model: str | None = attrs.field(default=None, eq=False)
 
 
 class JobStatus(enum.StrEnum):

@@ -55,6 +55,8 @@ class Poller(Generic[J]):
         counts: where polls sent and poll errors are counted (the waiter's stats).
         max_polls: fetches in flight at once.
         polls_per_second: a budget for fetches (None: none).
+        polled: told of each poll, ``polled(job_id, route, error or None)``, for
+            telemetry (None: off, and a poll pays one check).
     """
 
     def __init__(
@@ -67,12 +69,14 @@ class Poller(Generic[J]):
         *,
         max_polls: int,
         polls_per_second: float | None,
+        polled: Callable[[str, str, BaseException | None], object] | None = None,
     ) -> None:
         self._sched = sched
         self._fetch = fetch
         self._now = now
         self._on_reply = on_reply
         self._counts = counts
+        self._polled = polled
         self._max_polls = max_polls
         self._budget = (
             None if polls_per_second is None else AsyncLimiter(polls_per_second, time_period=1.0)
@@ -146,10 +150,14 @@ class Poller(Generic[J]):
         except TTAPIError as exc:
             # Passing, whatever it is: a paid job is never failed because a poll went wrong.
             self._counts.poll_errors += 1
+            if self._polled is not None:
+                self._polled(job_id, job.route, exc)
             if not self._sched.tracks(job):
                 return  # forgotten while the poll was in flight (its wait ended)
             job.last_error = exc
             delay = self._sched.failed(job, exc, self._now())
             log.info("job %s: poll error %s; next poll in %.1fs", job_id, type(exc).__name__, delay)
             return
+        if self._polled is not None:
+            self._polled(job_id, job.route, None)
         self._on_reply(job, snap, self._now())

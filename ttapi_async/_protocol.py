@@ -518,11 +518,18 @@ def _failed_envelope(
 
 
 def parse_images(
-    status: int, headers: Mapping[str, str], body: bytes, http: ResponseInfo | None = None
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    http: ResponseInfo | None = None,
+    *,
+    prompt: str | None = None,
+    model: str | None = None,
 ) -> ImagesResponse:
     """Parse the reply of ``/v1/images/*`` or of the legacy DALL-E 3 route.
 
     Both the raw OpenAI body and the envelope wrapping it are accepted on either route.
+    ``prompt`` and ``model`` are the request's, kept on the response.
     """
     if status >= 300:  # noqa: PLR2004
         raise parse_error(status, headers, body)
@@ -563,7 +570,7 @@ def parse_images(
             body=excerpt(body),
         )
     try:
-        return structure_images(obj, http)
+        return structure_images(obj, http, prompt, model)
     except StructureError as exc:
         raise ResponseFormatError(
             f"malformed ImagesResponse: {exc}", status=status, body=excerpt(body)

@@ -313,12 +313,26 @@ def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | ValidationErr
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | ValidationError]]:
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "prompt" not in reader.fieldnames:
-        raise ValidationError(
-            "prompts_file", reader.fieldnames, "a CSV header with a prompt column"
-        )
-    for row in reader:
+    # strict: an unclosed quote is an error, not a cell that swallows the rest of the file
+    # (which would then be reported as some other column missing).
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise ValidationError("prompts_file", "header", f"not valid CSV: {exc}") from exc
+    if fieldnames is None or "prompt" not in fieldnames:
+        raise ValidationError("prompts_file", fieldnames, "a CSV header with a prompt column")
+    while True:
+        start = reader.line_num + 1  # the line the next row starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, _csv_problem(text, start, exc)
+            if reader.line_num < start:  # the reader hit the end of the file
+                return
+            continue
         number = reader.line_num
         if None in row:
             yield number, ValidationError("row", row[None], "more cells than header columns")
@@ -326,6 +340,17 @@ def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | ValidationError
         cleaned = {k.strip(): v for k, v in row.items() if v is not None and v.strip() != ""}
         if cleaned:
             yield number, cleaned
+
+
+def _csv_problem(text: str, start: int, exc: csv.Error) -> ValidationError:
+    """The error for a CSV row that cannot be read, quoting its first line."""
+    lines = text.splitlines()
+    first = lines[start - 1] if 0 < start <= len(lines) else ""
+    if "unexpected end of data" in str(exc):
+        rule = "a quote opened in this row is never closed (the rest of the file would be one cell)"
+    else:
+        rule = f'not valid CSV ({exc}); a quote inside a cell is written twice: ""'
+    return ValidationError("row", first, rule)
 
 
 def request_from_row(

@@ -10,7 +10,7 @@ reply, all under one deadline.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from ._errors import RequestTimeout, ValidationError
@@ -36,8 +36,18 @@ if TYPE_CHECKING:
 __all__ = ["Dalle3", "Images"]
 
 
-def _images_parser(raw: RawResponse, info: ResponseInfo) -> ImagesResponse:
-    return parse_images(raw.status, raw.headers, raw.body, info)
+def _images_parser(
+    prompt: str | None, model: str | None
+) -> Callable[[RawResponse, ResponseInfo], ImagesResponse]:
+    """The reply's parser for one call, which keeps the call's prompt and model.
+
+    ``client.save`` names files from the prompt; sidecars record the prompt and model.
+    """
+
+    def parse(raw: RawResponse, info: ResponseInfo) -> ImagesResponse:
+        return parse_images(raw.status, raw.headers, raw.body, info, prompt=prompt, model=model)
+
+    return parse
 
 
 class _Resource:
@@ -154,11 +164,20 @@ class Images(_Resource):
         }
         spec = build_generate(params, extra_body)
         if stream:
-            return await self._stream(spec, "image_generation", n, self._sender.deadline(timeout))
-        return await self._sender.call(spec, _images_parser, self._sender.deadline(timeout))
+            return await self._stream(
+                spec, "image_generation", n, self._sender.deadline(timeout), model
+            )
+        return await self._sender.call(
+            spec, _images_parser(prompt, model), self._sender.deadline(timeout), model=model
+        )
 
     async def _stream(
-        self, spec: RequestSpec, kind: str, n: int | None, deadline: float | None
+        self,
+        spec: RequestSpec,
+        kind: str,
+        n: int | None,
+        deadline: float | None,
+        model: str | None,
     ) -> ImageStream:
         """Open a streamed call; its events come from the :class:`ImageStream`."""
         view, opener = self._sender.streaming()
@@ -174,7 +193,7 @@ class Images(_Resource):
             return ImageStream(opened, operation=spec.operation, expected=n or 1, scrub=scrub)
 
         try:
-            return await view.call(spec, parse, deadline)
+            return await view.call(spec, parse, deadline, model=model)
         except BaseException:
             await opener.aclose()
             raise
@@ -292,8 +311,8 @@ class Images(_Resource):
             refs = cast("list[ImageRef]", sources)
             spec = build_edit_json(params, refs, cast("ImageRef | None", mask), extra_body)
             if stream:
-                return await self._stream(spec, "image_edit", n, deadline)
-            return await sender.call(spec, _images_parser, deadline)
+                return await self._stream(spec, "image_edit", n, deadline, model)
+            return await sender.call(spec, _images_parser(prompt, model), deadline, model=model)
         try:
             async with asyncio.timeout_at(deadline):
                 images = [
@@ -306,8 +325,8 @@ class Images(_Resource):
             raise RequestTimeout(msg, request_sent=False) from exc
         spec = build_edit(params, images, mask_image, extra_body)
         if stream:
-            return await self._stream(spec, "image_edit", n, deadline)
-        return await sender.call(spec, _images_parser, deadline)
+            return await self._stream(spec, "image_edit", n, deadline, model)
+        return await sender.call(spec, _images_parser(prompt, model), deadline, model=model)
 
 
 def _as_list(
@@ -354,4 +373,6 @@ class Dalle3(_Resource):
             "model": model,
         }
         spec = build_dalle3(params, extra_body)
-        return await self._sender.call(spec, _images_parser, self._sender.deadline(timeout))
+        # The route serves dall-e-3 whatever ``model`` says: the sidecar records that.
+        parser = _images_parser(prompt, model or "dall-e-3")
+        return await self._sender.call(spec, parser, self._sender.deadline(timeout), model=model)

@@ -366,7 +366,8 @@ def check_edit(
             raise ValidationError(
                 "mask",
                 mask.describe(),
-                f"the mask must have the first image's dimensions {first.width}x{first.height}",
+                "the mask must have the first image's dimensions "
+                f"({first.name + ': ' if first.name else ''}{first.width}x{first.height})",
             )
 
 

@@ -40,6 +40,7 @@ from ._types import NOT_GIVEN, Timeout
 
 if TYPE_CHECKING:
     from ._limits import RequestBudget
+    from ._telemetry import CallRecord, Recorder
 
 
 __all__ = ["ClientStats", "Parser", "SendHook", "Sender", "StreamOpener"]
@@ -187,9 +188,10 @@ class Sender:
         retry: the retry policy of every call (a call may pass its own).
         budget: the shared requests-per-second budget (None: none).
         redactor: hides the key, hook URLs and tokens in every error that leaves.
+        telemetry: records a span per call (None: off, and the send path pays one check).
     """
 
-    __slots__ = ("_hook", "_shared", "_transport")
+    __slots__ = ("_hook", "_record", "_shared", "_telemetry", "_transport")
 
     def __init__(
         self,
@@ -199,10 +201,29 @@ class Sender:
         retry: RetryPolicy,
         budget: RequestBudget | None = None,
         redactor: Redactor,
+        telemetry: Recorder | None = None,
     ) -> None:
         self._shared = _Shared(open_transport, timeout, retry, budget, redactor)
         self._transport: list[Transport] = []  # shared by every view: [] until opened
         self._hook: SendHook | None = None
+        self._telemetry = telemetry
+        self._record: CallRecord | None = None  # set on the view a traced call sends through
+
+    def _view(
+        self,
+        transport: list[Transport],
+        hook: SendHook | None,
+        telemetry: Recorder | None,
+        record: CallRecord | None = None,
+    ) -> Sender:
+        """A sender sharing this one's state, with its own transport list, hook, telemetry."""
+        view = object.__new__(Sender)
+        view._shared = self._shared
+        view._transport = transport
+        view._hook = hook
+        view._telemetry = telemetry
+        view._record = record
+        return view
 
     def streaming(self) -> tuple[Sender, StreamOpener]:
         """A view of this sender for one streamed call, and the opener it sends through.
@@ -212,19 +233,19 @@ class Sender:
         sees an empty body), and nothing is retried any more.
         """
         opener = StreamOpener(self.transport())
-        view = object.__new__(Sender)
-        view._shared = self._shared
-        view._transport = [opener]
-        view._hook = None
-        return view, opener
+        return self._view([opener], None, self._telemetry), opener
 
     def with_hook(self, hook: SendHook) -> Sender:
         """A view of this sender whose billable sends call ``hook`` (see :class:`SendHook`)."""
-        view = object.__new__(Sender)
-        view._shared = self._shared
-        view._transport = self._transport
-        view._hook = hook
-        return view
+        return self._view(self._transport, hook, self._telemetry)
+
+    def untraced(self) -> Sender:
+        """A view of this sender that records no spans.
+
+        The waiter's polls go through it: they are counted, and summed up on the span of
+        each wait, rather than one span each.
+        """
+        return self._view(self._transport, self._hook, None)
 
     # ------------------------------------------------------------------ state
 
@@ -300,6 +321,8 @@ class Sender:
         parse: Parser[T],
         deadline: float | None,
         retry: RetryPolicy | None = None,
+        *,
+        model: str | None = None,
     ) -> T:
         """Send ``spec`` under the retry policy and the deadline, and parse the reply.
 
@@ -311,10 +334,14 @@ class Sender:
         time left), and between attempts by the policy, which never schedules a retry
         that cannot finish in time: one timer per request, as plain aiohttp has.
 
+        ``model`` names the model asked for, for telemetry only (the body already has it).
+
         Raises:
             OutcomeUnknownError: a billable call failed after it may have been accepted.
             TTAPIError: any other failure, scrubbed of secrets.
         """
+        if self._telemetry is not None:  # off: this check is all telemetry costs here
+            return await self._traced_call(spec, parse, deadline, retry, model)
         transport = self._transport[0] if self._transport else self.transport()
         shared = self._shared
         if shared.budget is not None:
@@ -345,6 +372,28 @@ class Sender:
                 raise
             return await self._retry_loop(spec, parse, deadline, start, state, exc, policy)
 
+    async def _traced_call(
+        self,
+        spec: RequestSpec,
+        parse: Parser[T],
+        deadline: float | None,
+        retry: RetryPolicy | None,
+        model: str | None,
+    ) -> T:
+        """:meth:`call` inside its span: through a view that notes attempts and retries."""
+        telemetry = self._telemetry
+        assert telemetry is not None  # noqa: S101 - the caller checks
+        with telemetry.call(spec, model) as record:
+
+            def noted(raw: RawResponse, info: ResponseInfo) -> T:
+                record.replied(raw.status, info.attempts)
+                return parse(raw, info)
+
+            view = self._view(self._transport, self._hook, None, record)
+            result = await view.call(spec, noted, deadline, retry)
+            record.result(result)
+            return result
+
     async def _retry_loop(
         self,
         spec: RequestSpec,
@@ -370,6 +419,8 @@ class Sender:
             if wait is None:
                 return False
             shared.stats.retries += 1
+            if self._record is not None:
+                self._record.retrying(exc, attempts, wait)
             log.info(
                 "%s: retry %d in %.2fs after %s", spec.operation, attempts, wait, type(exc).__name__
             )
@@ -397,6 +448,8 @@ class Sender:
                         raise ClientClosedError("the client was closed while retrying")
                     transport = self._transport[0]
                     attempts += 1
+                    if self._record is not None:
+                        self._record.attempts = attempts
                     try:
                         if self._hook is None:
                             raw = await transport.send(spec, state, remaining)

@@ -148,7 +148,14 @@ _structure_usage = _conv.get_structure_hook(Usage)
 
 
 def _structure_images_response(o: dict[str, Any], _: Any) -> ImagesResponse:
-    """Hand-written hook for :class:`ImagesResponse`, registered on the converter.
+    """The converter's hook for :class:`ImagesResponse` (see :func:`_images`)."""
+    return _images(o, o.get("http"), None, None)
+
+
+def _images(
+    o: dict[str, Any], http: ResponseInfo | None, prompt: str | None, model: str | None
+) -> ImagesResponse:
+    """Hand-written structuring of :class:`ImagesResponse`, over the wire dict ``o``.
 
     Every ``images.generate`` call parses one of these, and it is benchmarked against raw
     aiohttp. cattrs' generated function builds an intermediate dict per class and
@@ -182,7 +189,9 @@ def _structure_images_response(o: dict[str, Any], _: Any) -> ImagesResponse:
         fmt if fmt is None or type(fmt) is str else _str_or_none(fmt),
         quality if quality is None or type(quality) is str else _str_or_none(quality),
         size if size is None or type(size) is str else _str_or_none(size),
-        o.get("http"),
+        http,
+        prompt,
+        model,
     )
 
 
@@ -210,11 +219,19 @@ def structure_usage(usage: dict[str, Any]) -> Usage:
     return result
 
 
-def structure_images(body: dict[str, Any], http: ResponseInfo | None) -> ImagesResponse:
-    """Build an :class:`ImagesResponse` from an OpenAI-shaped dict."""
-    body["http"] = http
-    # The hook is registered on the converter; calling it directly skips a dispatch lookup.
-    return _structure_images_response(body, ImagesResponse)
+def structure_images(
+    body: dict[str, Any],
+    http: ResponseInfo | None,
+    prompt: str | None = None,
+    model: str | None = None,
+) -> ImagesResponse:
+    """Build an :class:`ImagesResponse` from an OpenAI-shaped dict.
+
+    ``prompt`` and ``model`` are the request's (what the caller asked for wins over any
+    echo of the server's).
+    """
+    # Called directly, not through the converter: that skips a dispatch lookup.
+    return _images(body, http, prompt, model)
 
 
 def structure_snapshot(

@@ -156,6 +156,8 @@ def result_metadata(
         }
         meta.update(
             kind="images",
+            prompt=result.prompt,
+            model=result.model,
             parameters={k: v for k, v in echoed.items() if v is not None} or None,
             revised_prompt=item.revised_prompt if item is not None else None,
             created=_iso_utc(result.created) if result.created else None,

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from ._models import JobEvent
+    from ._telemetry import Recorder, WaitRecord
 
 
 __all__ = ["FetchJob", "JobHandle", "JobWaiter", "SharedOutcomes", "WaiterStats"]
@@ -174,6 +175,7 @@ class JobWaiter:
         shared: where other workers' outcomes come from and this one's go (a
             :class:`~ttapi_async.RedisBroker`, which the client passes); None: this
             process alone.
+        telemetry: records a span per wait, and counts polls and outcomes (None: off).
     """
 
     def __init__(
@@ -190,8 +192,10 @@ class JobWaiter:
         redact: Callable[[str], str] | None = None,
         clock: Callable[[], float] | None = None,
         shared: SharedOutcomes | None = None,
+        telemetry: Recorder | None = None,
     ) -> None:
         self._fetch = fetch
+        self._telemetry = telemetry
         self._shared = shared
         self._degraded = False  # the shared store is unreachable: callbacks may be lost
         self._timeout = timeout
@@ -210,6 +214,8 @@ class JobWaiter:
         #: What the schedule learned of job durations (see :class:`DurationModel`).
         self.durations: Final = self._sched.durations
         self._events: Final = EventHub(self._now)
+        if telemetry is not None:  # outcomes are counted off the events
+            self._events.add_listener(telemetry.job_event)
         self._memory: Final = Remembered(result_ttl, shared, redact, self._now)
         self._poller: Final = Poller(
             self._sched,
@@ -219,6 +225,7 @@ class JobWaiter:
             self.stats,
             max_polls=max_concurrent_polls,
             polls_per_second=polls_per_second,
+            polled=None if telemetry is None else telemetry.polled,
         )
         self._closed = False
         self._on_end: Callable[[str], object] | None = None  # the receiver's token clean-up
@@ -288,10 +295,29 @@ class JobWaiter:
                 "waiting for jobs needs the client's scheduler: use `async with Client() as client`"
             )
         seconds = self._timeout if timeout is NOT_GIVEN else check_timeout(timeout)
+        if self._telemetry is None:
+            return await self._wait(job, job_id, seconds, route, None)
+        known = route if isinstance(job, str) else job.route
+        with self._telemetry.wait(job_id, known) as record:
+            result = await self._wait(job, job_id, seconds, route, record)
+            record.result = result
+            return result
+
+    async def _wait(
+        self,
+        job: str | JobHandle,
+        job_id: str,
+        seconds: float | None,
+        route: str | None,
+        record: WaitRecord | None,
+    ) -> JobResult:
+        """The body of :meth:`wait`, once its arguments are checked."""
         got = self._memory.take(job_id) or await self._pending_for(job, route)
         if not isinstance(got, _Pending):
             return _deliver(job_id, got)
         pending = got
+        if record is not None:
+            record.job = pending
         pending.waiters += 1
         try:
             with anyio.fail_after(math.inf if seconds is None else seconds):

@@ -161,19 +161,30 @@ class WebhookReceiver:
         # submitted go to this process's waiter.
         self._shared: SharedHooks | None = None
         self._fleet_waiter: CallbackTarget | None = None
+        # Telemetry: told the status of every callback answered (None: off).
+        self._count: Callable[[int | None], object] | None = None
 
     def __repr__(self) -> str:
         return f"<WebhookReceiver {self.public_url!r} tokens={len(self._hooks)}>"
 
     # ------------------------------------------------------------------ registry
 
-    def _attach(self, waiter: CallbackTarget, shared: SharedHooks | None = None) -> None:
+    def _attach(
+        self,
+        waiter: CallbackTarget,
+        shared: SharedHooks | None = None,
+        count: Callable[[int | None], object] | None = None,
+    ) -> None:
         """Hear from ``waiter`` (a client's) when its jobs end, to expire their tokens.
 
         Several waiters may attach; each token routes to the one that registered it. With
         ``shared`` (the client's broker) tokens are shared with the other workers, and
-        callbacks for their jobs go to ``waiter``.
+        callbacks for their jobs go to ``waiter``. ``count`` (the client's telemetry) is
+        told the status of each callback answered; the first client with one keeps it (a
+        callback to an unknown token belongs to no client).
         """
+        if count is not None and self._count is None:
+            self._count = count
         waiter._on_end = lambda job_id: self._job_ended(waiter, job_id)  # noqa: SLF001
         if shared is not None:
             if self._shared is not None and self._shared is not shared:
@@ -331,6 +342,12 @@ class WebhookReceiver:
         it with one fetch, by default) and shares the outcome; the others answer 200 to
         the duplicates. While the store is unreachable: 503 (the only 5xx answered).
         """
+        status, text = await self._answer(token, body)
+        if self._count is not None:
+            self._count(status)
+        return status, text
+
+    async def _answer(self, token: str, body: bytes) -> tuple[int, str]:
         shared = self._shared
         if shared is None:
             return self.handle(token, body)
@@ -404,6 +421,8 @@ class WebhookReceiver:
     def refuse_token(self, token: str) -> None:
         """Count a callback refused before it was read (too large, too slow)."""
         self._refuse(self._hooks.get(token))
+        if self._count is not None:
+            self._count(None)  # refused: 413 or 408, the adapter's to say
 
     async def aiohttp_handler(self, request: web.Request) -> web.Response:
         """Aiohttp handler for ``POST <path>/{token}``."""

@@ -88,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time a request's body may take to arrive (408 beyond it)",
     )
+    p.add_argument(
+        "--extra-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept this model name too (repeatable); unknown names get a 400",
+    )
+    p.add_argument(
+        "--no-draw-prompts",
+        dest="draw_prompts",
+        action="store_false",
+        help="one shared picture per kind instead of pictures showing their prompt",
+    )
     p.add_argument("--uvloop", action="store_true", help="run on uvloop (the speedups extra)")
     return p
 
@@ -115,6 +128,8 @@ async def serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         max_body=args.max_body,
         read_timeout=args.read_timeout,
+        extra_models=args.extra_model,
+        draw_prompts=args.draw_prompts,
     )
     async with emulator as emu:
         # One line on stdout, flushed: scripts and benchmarks wait for it to read the URL.

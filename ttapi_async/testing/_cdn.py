@@ -37,6 +37,8 @@ class CdnKnobs(Protocol):
 
     #: Seconds a served image URL works before it answers 404.
     url_ttl: float
+    #: Whether pictures show their prompt (else one shared picture per kind).
+    draw_prompts: bool
 
 
 class Cdn:
@@ -59,13 +61,20 @@ class Cdn:
         """The URL of the file ``name``."""
         return f"{self._base}{FILES_PREFIX}{name}"
 
-    async def image(self, fmt: str, width: int, height: int, *, alpha: bool) -> _imagegen.Rendered:
-        """The picture of this kind, drawn off the loop the first time it is asked for."""
-        found = _imagegen.cached(fmt, width, height, alpha=alpha)
+    async def image(
+        self, fmt: str, width: int, height: int, *, alpha: bool, prompt: str | None = None
+    ) -> _imagegen.Rendered:
+        """The picture of this kind, drawn off the loop the first time it is asked for.
+
+        With ``prompt`` it shows the prompt, when the emulator draws prompts (the
+        ``draw_prompts`` knob); else it is the shared picture of its kind.
+        """
+        prompt = prompt if self._knobs.draw_prompts else None
+        found = _imagegen.cached(fmt, width, height, alpha=alpha, prompt=prompt)
         if found is not None:
             return found
         return await anyio.to_thread.run_sync(
-            functools.partial(_imagegen.image, fmt, width, height, alpha=alpha)
+            functools.partial(_imagegen.image, fmt, width, height, alpha=alpha, prompt=prompt)
         )
 
     def add(

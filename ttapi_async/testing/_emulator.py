@@ -43,6 +43,7 @@ from ._routes import Routes
 
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import TracebackType
 
     from anyio.abc import TaskGroup
@@ -93,6 +94,14 @@ class Emulator:
             one gets HTTP 413 in the route's error shape (OpenAI's on ``/v1``).
         read_timeout: seconds a request's whole body may take to arrive; a sender that
             stalls gets HTTP 408 and its connection is closed.
+        extra_models: model names accepted besides the ones the emulator knows
+            (gpt-image-1, gpt-image-1.5, gpt-image-2, dall-e-2, dall-e-3 on ``/v1``; the
+            ``/openai/gpt`` models). Any other name gets OpenAI's 400 with
+            ``param: "model"``, as a typo would at TTAPI; an extra name passes with the
+            checks every model shares (a prompt, a positive ``n``).
+        draw_prompts: pictures show their prompt (default), so outputs can be told apart;
+            off, every request of a kind gets one shared picture and no request encodes
+            an image (benchmarks turn it off).
 
     Every image a 4o job serves carries its job id in a PNG text chunk (keyword
     ``ttapi-emulator-job``), so a saved file names the job it came from; see
@@ -116,6 +125,8 @@ class Emulator:
         seed: int | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        extra_models: Iterable[str] = (),
+        draw_prompts: bool = True,
     ) -> None:
         self.api_key: str = api_key if api_key is not None else f"emu-{uuid.uuid4().hex}"
         self.host = host
@@ -129,6 +140,8 @@ class Emulator:
         self.callbacks: CallbackFaults = callbacks if callbacks is not None else CallbackFaults()
         self.max_body = max_body
         self.read_timeout = read_timeout
+        self.extra_models: frozenset[str] = frozenset(extra_models)
+        self.draw_prompts = draw_prompts
         self.counters = Counters()
         # One RNG for every draw (durations, failures, faults), so a seed replays a run.
         rng = random.Random(seed)

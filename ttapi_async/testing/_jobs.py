@@ -116,6 +116,8 @@ class EmulatedJob:
     callback_at: float | None = None
     #: The job route that made it: ``"4o-image"`` or ``"gpt"``.
     route: str = ROUTE_4O
+    #: The picture it ends with (drawn at submit, showing the prompt); None: the shared one.
+    picture: _imagegen.Rendered | None = attrs.field(default=None, repr=False)
 
     def body(self) -> dict[str, Any]:
         """The fetch reply, which is also the callback body (wire §7.2)."""
@@ -215,6 +217,8 @@ class JobBoard:
         assert loop is not None  # noqa: S101 - the server runs only while entered
         assert tg is not None  # noqa: S101
         knobs, rng = self._knobs, self._rng
+        # Drawn now, off the loop, so finishing the job (on a timer) never draws.
+        picture = await self._cdn.image("png", *_imagegen.JOB_SIZE, alpha=False, prompt=prompt)
         duration = draw_seconds(knobs.job_duration, rng)
         now = loop.time()
         rate = knobs.job_fail_rate
@@ -228,6 +232,7 @@ class JobBoard:
             ends_at=now + duration,
             will_fail=FAIL_MARKER in prompt or (rate > 0 and rng.random() < rate),
             route=route,
+            picture=picture,
         )
         self.jobs[job.job_id] = job
         self._billing.record(path, prompt, COST_4O, job.job_id)
@@ -282,7 +287,7 @@ class JobBoard:
         else:
             job.status = _SUCCESS
             job.message = "success"
-            image = _imagegen.job_image()  # drawn at startup
+            image = job.picture or _imagegen.job_image()  # drawn at submit, or at startup
             job.image_url = self._cdn.add(image, created=job.ends_at, tag=job.job_id)
             self._recent.append(job)
         # The wall-clock moment the job ended, even when it is noticed later by a fetch.

@@ -94,6 +94,8 @@ class RouteKnobs(Protocol):
     sync_latency: float | tuple[float, float]
     read_timeout: float
     max_body: int
+    #: Model names accepted besides the rule table's (TTAPI's list is not closed).
+    extra_models: frozenset[str]
 
 
 def _openai_refusal(err: _rules.Refused) -> web.Response:
@@ -195,7 +197,7 @@ class Routes:
         if p is None:
             return _invalid_json_openai()
         try:
-            model = _rules.check_generate(p)
+            model = _rules.check_generate(p, self._knobs.extra_models)
         except _rules.Refused as err:
             return _openai_refusal(err)
         return await self._sync_images(key, PATH_GENERATE, p, model, 0, request)
@@ -207,7 +209,7 @@ class Routes:
             if p is None:
                 return _invalid_json_openai()
             try:
-                model, count = _rules.check_edit_json(p)
+                model, count = _rules.check_edit_json(p, self._knobs.extra_models)
             except _rules.Refused as err:
                 return _openai_refusal(err)
             return await self._sync_images(key, PATH_EDIT, p, model, count, request)
@@ -245,7 +247,10 @@ class Routes:
             p = _rules.form_params(fields)
             uploads = [_rules.read_upload(b) for b in images]
             model = _rules.check_edit(
-                p, uploads, _rules.read_upload(mask) if mask is not None else None
+                p,
+                uploads,
+                _rules.read_upload(mask) if mask is not None else None,
+                self._knobs.extra_models,
             )
         except _rules.Refused as err:
             return _openai_refusal(err)
@@ -295,7 +300,7 @@ class Routes:
         cdn = self._cdn
         if model in {"dall-e-2", "dall-e-3"}:
             width, height = _parse_size(p.get("size"))
-            image = await cdn.image("png", width, height, alpha=False)
+            image = await cdn.image("png", width, height, alpha=False, prompt=p["prompt"])
             b64 = p.get("response_format") == "b64_json"
             items: list[dict[str, Any]] = []
             for _ in range(n):
@@ -309,7 +314,7 @@ class Routes:
         fmt = fmt if fmt in _imagegen.MIME_TYPES else "png"
         alpha = p.get("background") == "transparent" and fmt != "jpeg"
         width, height = _parse_size(p.get("size"))
-        image = await cdn.image(fmt, width, height, alpha=alpha)
+        image = await cdn.image(fmt, width, height, alpha=alpha, prompt=p["prompt"])
         quality = p.get("quality")
         quality = quality if quality in _OUTPUT_TOKENS else "high"
         text_tokens = max(1, len(p["prompt"]) // 4)
@@ -392,6 +397,13 @@ class Routes:
         if p is None:
             return envelope_error(400, _NOT_AN_OBJECT)
         try:
+            model = p.get("model")
+            if model is not None:  # none: TTAPI's default, gpt-image-2
+                _rules.check_model(
+                    model if isinstance(model, str) else repr(model),
+                    self._knobs.extra_models,
+                    _rules.GPT_ROUTE_MODELS,
+                )
             _rules.check_submit_4o(p)  # prompt, referImages, hookUrl: as on the 4o route
         except _rules.Refused as err:
             return _envelope_refusal(err)

@@ -16,8 +16,10 @@ Sources, as tagged there:
 
 Where a reference is only INFERRED, or the sources conflict, the emulator is tolerant: it
 accepts and lets the real server (or the stricter SDK) decide. Each such place says so.
-A model the table does not know passes with the universal checks only (a prompt, a
-positive ``n``), as TTAPI's newer models would (2026 section 10: "no closed list").
+A model name the table does not know is refused with OpenAI's 400 (``param: "model"``),
+so a typo such as ``gpt-image-9`` fails here before it is billed for real. TTAPI has no
+closed list (2026 section 10): names given to the emulator as ``extra_models`` pass with
+the universal checks only (a prompt, a positive ``n``), as a newer model would.
 
 The checks are pure: they take the parsed parameters (and what :func:`read_upload` saw
 in uploaded bytes) and raise :class:`Refused`, which the routes turn into a 400 in their
@@ -41,6 +43,7 @@ from PIL import Image
 
 __all__ = [
     "EDIT_INPUTS",
+    "GPT_ROUTE_MODELS",
     "MODELS",
     "EditInputs",
     "ModelRules",
@@ -51,6 +54,7 @@ __all__ = [
     "check_edit_json",
     "check_fetch",
     "check_generate",
+    "check_model",
     "check_submit_4o",
     "form_params",
     "read_upload",
@@ -351,6 +355,32 @@ def served_model(p: Mapping[str, Any]) -> str:
     return model
 
 
+#: Models of ``/openai/gpt/generations`` (2026 §6), and the one used when none is named.
+GPT_ROUTE_MODELS: Final = frozenset(
+    {"gpt-image-2", "gpt-image-2-plus", "gpt-image-1.5", "gpt-image-1", "gpt-4o-image"}
+)
+
+
+def check_model(
+    model: str, extra: frozenset[str], known: Mapping[str, object] | frozenset[str]
+) -> None:
+    """Refuse a model name neither ``known`` nor ``extra`` (the emulator's option) holds.
+
+    The message is OpenAI's for an unknown value, listing what is accepted.
+
+    Raises:
+        Refused: with ``param="model"``.
+    """
+    if model in known or model in extra:
+        return
+    accepted = ", ".join(repr(m) for m in sorted({*known, *extra}))
+    raise Refused(
+        "model",
+        f"Invalid value: {_show(model)}. Supported values are: {accepted}. (The TTAPI "
+        "emulator knows these; Emulator(extra_models=[...]) or --extra-model adds names.)",
+    )
+
+
 def _common(p: Mapping[str, Any], model: str, rules: ModelRules | None) -> None:
     """The checks generations and edits share."""
     _prompt(p, rules.prompt_max if rules is not None else None)
@@ -375,13 +405,16 @@ def _common(p: Mapping[str, Any], model: str, rules: ModelRules | None) -> None:
 # --------------------------------------------------------------------------- the routes
 
 
-def check_generate(p: Mapping[str, Any]) -> str:
+def check_generate(p: Mapping[str, Any], extra_models: frozenset[str] = frozenset()) -> str:
     """Check ``POST /v1/images/generations``; return the model that serves it.
+
+    ``extra_models`` are accepted besides the table's (see :func:`check_model`).
 
     Raises:
         Refused: the first rule the request breaks.
     """
     model = served_model(p)
+    check_model(model, extra_models, MODELS)
     rules = MODELS.get(model)
     _common(p, model, rules)
     style = p.get("style")
@@ -462,13 +495,19 @@ def _edit_inputs(model: str, inputs: EditInputs, images: Sequence[Upload], has_m
             )
 
 
-def check_edit(p: Mapping[str, Any], images: Sequence[Upload], mask: Upload | None) -> str:
+def check_edit(
+    p: Mapping[str, Any],
+    images: Sequence[Upload],
+    mask: Upload | None,
+    extra_models: frozenset[str] = frozenset(),
+) -> str:
     """Check ``POST /v1/images/edits``; return the model that serves it.
 
     Raises:
         Refused: the first rule the request breaks.
     """
     model = served_model(p)
+    check_model(model, extra_models, MODELS)
     inputs = EDIT_INPUTS.get(model)
     if inputs is None and model in MODELS:
         raise Refused(
@@ -529,13 +568,17 @@ def _reference(value: object, name: str) -> Upload | None:
     return read_upload(data)
 
 
-def check_edit_json(p: Mapping[str, Any]) -> tuple[str, int]:
+def check_edit_json(
+    p: Mapping[str, Any], extra_models: frozenset[str] = frozenset()
+) -> tuple[str, int]:
     """Check a JSON ``POST /v1/images/edits`` (2026 §4); the model and the image count.
 
     Raises:
         Refused: the first rule the request breaks.
     """
     model = p.get("model") or _JSON_EDIT_DEFAULT
+    if isinstance(model, str):  # else _common names the type
+        check_model(model, extra_models, MODELS)
     q = {**p, "model": model}
     rules = MODELS.get(model)
     if rules is not None and not rules.gpt_params:
