@@ -143,3 +143,61 @@ def test_the_emulator_notice_comes_before_the_live_bar(tmp_path: Path) -> None:
     assert notice < bar
     notice_line = next(line for line in res.stderr.splitlines() if "embedded" in line)
     assert "━" not in notice_line
+
+
+def test_a_journal_in_use_or_not_a_journal_is_a_usage_error(tmp_path: Path) -> None:
+    """Another run holds the journal, or the file is not one: exit 2, no summary, no rerun
+    advice (it was reported as a --fail-fast stop, exit 3)."""
+    from ttapi_async import Journal  # noqa: PLC0415
+    from ttapi_async._clijournal import default_journal  # noqa: PLC0415
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with Journal.open(default_journal(out, prompts, "4o")):  # held, as a running batch does
+        res = batch(str(prompts), "--out", str(out))
+    assert res.exit_code == 2, res.output
+    assert "another process is running with this journal" in res.stderr
+    assert "batch summary" not in res.stderr
+    other = tmp_path / "notes.txt"
+    other.write_text("not a journal\n", encoding="utf-8")
+    for extra in ((), ("--dry-run",)):
+        res = batch(str(prompts), "--journal", str(other), *extra)
+        assert res.exit_code == 2, res.output
+        assert "cannot be read as a journal" in res.stderr
+
+
+def test_a_damaged_journal_is_caught_by_a_dry_run_and_set_aside_by_fresh(tmp_path: Path) -> None:
+    from ttapi_async._clijournal import default_journal  # noqa: PLC0415
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    journal = default_journal(out, prompts, "4o")
+    journal.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
+    res = batch(str(prompts), "--out", str(out), "--dry-run")
+    assert res.exit_code == 2
+    assert "cannot be read as a journal" in res.stderr
+    assert "--fresh" in res.stderr
+    res = batch(str(prompts), "--out", str(out), "--fresh")
+    assert res.exit_code == 0, res.output
+    backups = list(out.glob("*.bak"))
+    assert len(backups) == 1
+    assert backups[0].read_bytes().startswith(b"SQLite format 3")  # the damaged file, kept
+
+
+def test_files_that_cannot_be_read_as_a_whole_are_problems_not_tracebacks(tmp_path: Path) -> None:
+    """A CSV header with an unclosed quote or no prompt column, a file that is not UTF-8:
+    exit 2 with the reason (they escaped as tracebacks, exit 1)."""
+    cases = {
+        "quote.csv": b'"prompt,size\na,b\n',
+        "noprompt.csv": b"text,size\na,b\n",
+        "binary.txt": b"\xff\xfe\x00a\x00b",
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        res = batch(str(path), "--kind", "generate", "--model", "gpt-image-1", "--dry-run")
+        assert res.exit_code == 2, (name, res.output)
+        assert f"{name}: prompts_file=" in res.stderr, res.stderr

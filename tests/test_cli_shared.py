@@ -172,3 +172,19 @@ def test_sigterm_finishes_in_flight_work_and_lets_go_of_the_claims(
     assert time.monotonic() - started < 30  # well under the 60 s lease
     check_the_whole_run(emu, redis_server.url, n, [(second.returncode, out, err2)])
     assert re.search(r"items this process ran: \d", err2)
+
+
+def test_a_shared_run_of_other_inputs_is_a_usage_error(
+    cli: list[str], emu: Emulator, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The run name holds another input's rows: exit 2, the journal named, no rerun advice
+    (it exited 0 with a summary of the other input's run)."""
+    first = start(cli, emu, redis_server.url, prompts_file(tmp_path, 2), tmp_path / "a")
+    assert first.wait(timeout=60) == 0
+    other = tmp_path / "other.txt"
+    other.write_text("an owl\na cat\n", encoding="utf-8")
+    proc = start(cli, emu, redis_server.url, other, tmp_path / "b")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "written for a different input" in err
+    assert "same command" not in err + out

@@ -146,3 +146,51 @@ def test_an_explicit_journal_is_checked_too(tmp_path: Path) -> None:
     assert plan(tmp_path, reqs("a"), given=str(given)).path == given
     with pytest.raises(JournalClashError):
         plan(tmp_path, [GenerateRequest(prompt="a", model="gpt-image-1")], given=str(given))
+
+
+def test_a_long_input_name_makes_a_journal_name_a_file_system_takes() -> None:
+    for name in ("p" * 240 + ".txt", "日本語のプロンプト" * 10 + ".txt"):
+        path = default_journal(Path("out"), Path(name), "generate")
+        assert len(path.name.encode()) <= 120
+        assert path != default_journal(Path("out"), Path(name + "2"), "generate")
+
+
+def test_set_aside_moves_the_wal_with_the_journal(tmp_path: Path) -> None:
+    """Another connection keeps the -wal file from being folded in on close: it moves with
+    the journal, so the .bak holds every write and no stale -wal is left for a new journal."""
+    import sqlite3  # noqa: PLC0415
+
+    from ttapi_async._journal import set_aside  # noqa: PLC0415
+
+    path = tmp_path / "j.sqlite"
+    requests = reqs("a", "b", "c")
+    write_journal(path, requests[:1])
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM items").fetchall()  # holds the WAL open
+    write_journal(path, requests, done=3)
+    moved = set_aside(path, "STAMP")
+    reader.close()
+    assert moved == tmp_path / "j.sqlite.STAMP.bak"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("j.sqlite-")) == []
+    with Journal.open(moved) as old:
+        assert old.counts()[ItemState.DONE] == 3
+    with Journal.open(path) as new:
+        assert new.entries() == {}
+
+
+def test_a_damaged_legacy_journal_is_not_taken_for_this_input(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LEGACY_NAME).write_bytes(b"SQLite format 3\x00" + b"\x01" * 2000)
+    chosen = plan(tmp_path, reqs("a"))
+    assert chosen.path == default_journal(out, tmp_path / "prompts.txt", "4o")
+
+
+def test_fresh_on_a_legacy_journal_starts_under_the_new_name(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    write_journal(out / LEGACY_NAME, reqs("a"), done=1)
+    chosen = plan(tmp_path, reqs("a"), fresh=True)
+    assert chosen.path == default_journal(out, tmp_path / "prompts.txt", "4o")
+    assert (out / LEGACY_NAME).exists()  # left as it was: this run has a journal of its own

@@ -116,3 +116,12 @@ def test_the_summary_after_an_account_pause_says_to_fix_the_account_first() -> N
     console, buffer = terminal()
     Display(10, live=False, console=console).summary(progress(done=2), Path("out"), None)
     assert "same command" not in buffer.getvalue()  # no journal: a rerun cannot resume
+
+
+def test_after_a_fresh_run_the_advice_is_to_rerun_without_fresh() -> None:
+    """Rerunning with --fresh would set this run's journal aside and submit it all again."""
+    console, buffer = terminal()
+    Display(10, live=False, console=console).summary(
+        progress(done=2), Path("out"), Path("j.sqlite"), fresh=True
+    )
+    assert "Run the same command again without --fresh to resume." in buffer.getvalue()

@@ -193,11 +193,23 @@ async def test_an_unknown_model_is_refused_in_openais_shape(
     assert not emulator.charges  # nothing was billed
 
 
-async def test_an_extra_model_passes_through_like_gpt_image(
+async def test_an_extra_model_passes_through_like_gpt_image(http: aiohttp.ClientSession) -> None:
+    """A name given as an extra model is accepted and answers the gpt-image way; one name
+    given as a string is that name (not its letters)."""
+    async with Emulator(extra_models="gpt-image-9") as emulator:
+        assert emulator.extra_models == frozenset({"gpt-image-9"})
+        await extra_model_answers(emulator, http)
+
+
+async def test_a_model_that_is_not_a_string_is_a_400(
     emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    """A name given as an extra model is accepted and answers the gpt-image way."""
-    emulator.extra_models = frozenset({"gpt-image-9"})
+    edit = {"model": ["a"], "prompt": "p", "images": [{"image_url": "https://x/a.png"}]}
+    status, body = await post_json(http, emulator, "/v1/images/edits", edit)
+    assert (status, body["error"]["param"]) == (400, "model")
+
+
+async def extra_model_answers(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     status, body = await post_json(
         http, emulator, GEN, {"model": "gpt-image-9", "prompt": "p", "size": "640x480"}
     )

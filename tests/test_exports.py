@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import ttapi_async as tt
 from ttapi_async import testing
@@ -63,8 +67,6 @@ def test_every_public_name_is_looked_up_in_its_module() -> None:
 def test_importing_the_package_imports_no_http_stack() -> None:
     """`import ttapi_async` (which the pytest plugin's loading runs) stays cheap: aiohttp,
     the client, Pillow and rich come with the first name used."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
 
     code = (
         "import sys, ttapi_async\n"
@@ -78,3 +80,17 @@ def test_importing_the_package_imports_no_http_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     assert out == ["-", "True"]
+
+
+def test_help_on_the_package_works_without_the_testing_extra(tmp_path: Path) -> None:
+    """pydoc reads every name dir() lists: none may need Pillow (``testing`` is not listed)."""
+    blocked = tmp_path / "PIL"
+    blocked.mkdir()
+    (blocked / "__init__.py").write_text("raise ImportError('No module named PIL')\n")
+    code = "import pydoc, ttapi_async; print(len(pydoc.render_doc(ttapi_async)) > 1000)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.stdout.split() == ["True"], proc.stderr

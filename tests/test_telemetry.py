@@ -449,3 +449,9 @@ def test_without_opentelemetry_asking_for_it_says_what_to_install(
     with pytest.raises(ImportError):
         tt.Telemetry()
     tt.Client("k", base_url="http://127.0.0.1:9")  # off: no need of it
+
+
+@pytest.mark.parametrize("wrong", [1, "yes", object()])
+def test_telemetry_of_another_type_is_a_validation_error(wrong: object) -> None:
+    with pytest.raises(tt.ValidationError, match="telemetry"):
+        tt.Client("k", base_url="http://127.0.0.1:9", telemetry=wrong)  # type: ignore[arg-type]

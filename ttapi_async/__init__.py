@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import importlib as _importlib
 import logging as _logging
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Final as _Final
+import typing as _typing
 
 
 # Every public name is imported when first used, not by `import ttapi_async`: the
@@ -27,7 +26,7 @@ from typing import Final as _Final
 # it, and importing this package runs this file first. The names and their modules are
 # listed twice: below for type checkers and readers, and in _EXPORTS for the lookup
 # (tests/test_exports.py checks the two agree with __all__).
-if _TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from . import testing as testing
     from ._bulk import BulkOutcome, BulkProgress, BulkRun
     from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, Client
@@ -110,7 +109,7 @@ if _TYPE_CHECKING:
 
     __version__: str
 
-_EXPORTS: _Final[dict[str, str]] = {
+_EXPORTS: _typing.Final[dict[str, str]] = {
     "BulkOutcome": "._bulk",
     "BulkProgress": "._bulk",
     "BulkRun": "._bulk",
@@ -301,24 +300,26 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """Import a public name on first use (PEP 562); ``__version__`` and ``testing`` too."""
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(_importlib.import_module(module, __name__), name)
-        globals()[name] = value  # later lookups are plain attribute reads
-        return value
-    # Lazy too: `import ttapi_async` must not import the emulator (and Pillow) for users
-    # who never test, nor read package metadata before anyone asks.
-    if name == "__version__":
-        from .__about__ import VERSION  # noqa: PLC0415
+if not _typing.TYPE_CHECKING:  # for checkers, every name is declared above: a typo stays an error
 
-        return VERSION
-    if name == "testing":
-        return _importlib.import_module(".testing", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> object:
+        """Import a public name on first use (PEP 562); ``__version__`` and ``testing`` too."""
+        module = _EXPORTS.get(name)
+        if module is not None:
+            value = getattr(_importlib.import_module(module, __name__), name)
+            globals()[name] = value  # later lookups are plain attribute reads
+            return value
+        # Lazy too: `import ttapi_async` must not import the emulator (and Pillow) for users
+        # who never test, nor read package metadata before anyone asks.
+        if name == "__version__":
+            from .__about__ import VERSION  # noqa: PLC0415
+
+            return VERSION
+        if name == "testing":
+            return _importlib.import_module(".testing", __name__)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    """The public names, imported or not yet."""
-    return sorted({*globals(), *__all__, "testing"})
+    """The public names, imported or not yet (not ``testing``: it needs the extra)."""
+    return sorted({*globals(), *__all__})

@@ -374,23 +374,26 @@ def _load_batch(
     # A rule broken by a command-line option is the option's problem, said once, not a
     # problem of every line of the file.
     by_flag: dict[str, list[int]] = {}
-    for number, row in read_rows(path):
-        try:
-            if isinstance(row, ValidationError):
-                raise row
-            request = request_from_row(kind, row, defaults)
-            validate(request)
-        except ValidationError as exc:
-            flag = _FLAGS.get(exc.param, "--" + exc.param.replace("_", "-"))
-            from_flag = defaults.get(exc.param) is not None
-            if isinstance(row, dict) and from_flag and exc.param not in row:
-                by_flag.setdefault(f"{flag} (on the command line): {exc}", []).append(number)
+    try:
+        for number, row in read_rows(path):
+            try:
+                if isinstance(row, ValidationError):
+                    raise row
+                request = request_from_row(kind, row, defaults)
+                validate(request)
+            except ValidationError as exc:
+                flag = _FLAGS.get(exc.param, "--" + exc.param.replace("_", "-"))
+                from_flag = defaults.get(exc.param) is not None
+                if isinstance(row, dict) and from_flag and exc.param not in row:
+                    by_flag.setdefault(f"{flag} (on the command line): {exc}", []).append(number)
+                    continue
+                problems.append(f"{path.name}:{number}: {exc}")
                 continue
-            problems.append(f"{path.name}:{number}: {exc}")
-            continue
-        requests.append(request)
-        if lines is not None:
-            lines.append(number)
+            requests.append(request)
+            if lines is not None:
+                lines.append(number)
+    except ValidationError as exc:  # the file as a whole: unreadable, or a CSV header
+        problems.append(f"{path.name}: {exc}")
     flagged = [f"{text} [rows on line(s) {ranges(rows)}]" for text, rows in by_flag.items()]
     return requests, flagged + problems
 
@@ -548,6 +551,7 @@ def batch(
             rate=rate,
             live=live,
             journal=where,
+            fresh=fresh,
             max_jobs=concurrency,
             # A sync call is a job and an HTTP request at once: let all slots be used.
             max_requests=concurrency,
@@ -605,12 +609,14 @@ async def _batch(
     rate: float | None,
     live: bool,
     journal: Path | SharedRun | None,
+    fresh: bool = False,
     **options: Any,
 ) -> int:
     """Run a batch with a display and a two-stage Ctrl-C; return the exit code."""
     display = Display(len(requests), live=live)
     interrupts = 0
     stopped_by: TTAPIError | None = None
+    unusable: TTAPIError | None = None  # the journal cannot be used: raised after cleanup
     whole: Mapping[int, JournalEntry] | None = None
     mine: list[int] = []  # the items this process ran to their end
     async with contextlib.AsyncExitStack() as stack:
@@ -659,11 +665,19 @@ async def _batch(
             except BulkPausedError as exc:
                 display.note(f"[red]paused after an account error: {exc.cause}")
                 stopped_by = exc
-            except (JournalCorruptError, StorageError):
+            except (JournalCorruptError, StorageError) as exc:
                 # The run could not start (or write) its journal: no summary, and no
                 # advice to run again, which would meet the same file. The error says
-                # what to do; _run prints it.
-                raise
+                # what to do; _run prints it, once the journal is closed.
+                unusable = exc
+            except ValidationError as exc:
+                if exc.param == "journal":
+                    # A journal that cannot be used (in use by another run, not a journal,
+                    # a shared run of other inputs): a usage error, exit 2, no summary.
+                    unusable = exc
+                else:
+                    display.note(f"[red]stopped at the first failure: {type(exc).__name__}: {exc}")
+                    stopped_by = exc
             except TTAPIError as exc:  # --fail-fast
                 display.note(f"[red]stopped at the first failure: {type(exc).__name__}: {exc}")
                 stopped_by = exc
@@ -673,8 +687,12 @@ async def _batch(
                     loop.remove_signal_handler(signal.SIGTERM)
                 # The bar's last frame: final counts, and why it stopped in place of an ETA.
                 display.ended(run.progress, _why_ended(interrupts, stopped_by))
-        if isinstance(store, RedisJournal):
+        if isinstance(store, RedisJournal) and unusable is None:
             whole = await store.load()
+    if unusable is not None:
+        # Raised here, not inside the journal's block: a shared journal's task group
+        # would wrap it in an exception group, which _run does not turn into a message.
+        raise unusable
     p = run.progress
     if isinstance(journal, SharedRun) and whole is not None:
         taken = run.takeover.taken_over if run.takeover is not None else 0
@@ -686,6 +704,7 @@ async def _batch(
         out,
         journal if isinstance(journal, Path) else None,
         paused=isinstance(stopped_by, BulkPausedError),
+        fresh=fresh,
     )
     if scope.cancelled_caught or interrupts:
         return EXIT_INTERRUPTED

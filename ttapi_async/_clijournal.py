@@ -15,6 +15,7 @@ upgrade still resumes that file when it holds this input, rather than starting a
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -69,11 +70,20 @@ class JournalClashError(Exception):
     """The journal was written for other inputs; the message says what to do."""
 
 
+#: Characters of the input's name kept in a journal's name: with the prefix, the kind and a
+#: ``--fresh`` suffix the whole stays far below the 255 bytes a file name may have.
+_NAME_KEPT = 80
+
+
 def default_journal(out: Path, prompts_file: Path, kind: str) -> Path:
     """``OUT/ttapi-journal-<file name>-<kind>.sqlite``: one journal per input and kind."""
     # The file's name, not its path: the same command run from another folder, or with the
-    # file moved, still finds its journal. Characters a file name cannot hold are replaced.
+    # file moved, still finds its journal. Characters a file name cannot hold are replaced;
+    # a long name is cut, and a digest of the whole keeps two long names apart.
     name = re.sub(r"[^\w.+-]+", "_", prompts_file.name) or "input"
+    if len(name.encode()) > _NAME_KEPT:
+        digest = hashlib.sha256(prompts_file.name.encode("utf-8", "surrogatepass")).hexdigest()
+        name = name.encode()[: _NAME_KEPT - 9].decode("utf-8", "ignore") + "-" + digest[:8]
     return out / f"ttapi-journal-{name}-{kind}.sqlite"
 
 
@@ -82,8 +92,17 @@ def mismatch(path: Path, requests: Sequence[Request]) -> tuple[int, int] | None:
 
     None when there is no journal at ``path`` or every row it holds matches the input at
     its index (rows past the end of a shortened input are never run, so they agree).
+
+    Raises:
+        JournalClashError: a file is there that cannot be read as a journal.
     """
     rows = read_states(path)
+    if rows is None:
+        raise JournalClashError(
+            f"the journal {path} cannot be read as a journal (damaged, or another kind of "
+            "file). To keep it, give this run its own: --journal OTHER.sqlite. To start "
+            "this input over: --fresh (the file is kept beside it as a .bak file)."
+        )
     if not rows:
         return None
     bad = [
@@ -92,6 +111,18 @@ def mismatch(path: Path, requests: Sequence[Request]) -> tuple[int, int] | None:
         if index < len(requests) and stored != fingerprint(requests[index])
     ]
     return (min(bad), len(bad)) if bad else None
+
+
+def _holds(path: Path, requests: Sequence[Request]) -> bool:
+    """True when ``path`` is a readable journal with rows, all of them this input's."""
+    rows = read_states(path)
+    if not rows:
+        return False
+    return all(
+        stored == fingerprint(requests[index])
+        for index, (stored, _state) in rows.items()
+        if index < len(requests)
+    )
 
 
 def _counts(path: Path, total: int) -> dict[ItemState, int]:
@@ -121,7 +152,8 @@ def plan_journal(
     line numbers, for the message.
 
     Raises:
-        JournalClashError: the journal holds rows of other inputs and ``fresh`` is off.
+        JournalClashError: ``fresh`` is off, and the journal holds rows of other inputs or
+            cannot be read as a journal.
     """
     notes: list[str] = []
     if given:
@@ -129,7 +161,7 @@ def plan_journal(
     else:
         path = default_journal(out, prompts_file, kind)
         legacy = out / LEGACY_NAME
-        if not path.exists() and legacy.exists() and mismatch(legacy, requests) is None:
+        if not fresh and not path.exists() and _holds(legacy, requests):
             # Written by an earlier version for this very input: resume it, not start over.
             notes.append(f"resuming {legacy} (the journal's name before each input had its own)")
             path = legacy

@@ -46,9 +46,9 @@ __all__ = [
     "ranges",
 ]
 
-#: Exit codes: 0 success; 2 bad usage, a parameter rule, or no emulator to run without a
-#: key; 3 an API or network error; 4 a billable request whose outcome is unknown; 5 a
-#: 4o-image job that failed; 130 interrupted.
+#: Exit codes: 0 success; 2 bad usage, a parameter rule, a journal that cannot be used, or
+#: no emulator to run without a key; 3 an API or network error; 4 a billable request whose
+#: outcome is unknown; 5 a 4o-image job that failed; 130 interrupted.
 EXIT_API_ERROR = 3
 EXIT_OUTCOME_UNKNOWN = 4
 EXIT_JOB_FAILED = 5
@@ -219,9 +219,19 @@ class Display:
         return EXIT_API_ERROR if counts[ItemState.FAILED] else 0
 
     def summary(
-        self, p: BulkProgress, out: Path, journal: Path | None, *, paused: bool = False
+        self,
+        p: BulkProgress,
+        out: Path,
+        journal: Path | None,
+        *,
+        paused: bool = False,
+        fresh: bool = False,
     ) -> None:
-        """The run's table, then what to run next (only advice that can work)."""
+        """The run's table, then what to run next (only advice that can work).
+
+        ``fresh``: the run was started with ``--fresh``, which a rerun must not repeat (it
+        would set this run's journal aside and submit everything again).
+        """
         table = Table(title="batch summary", show_header=True)
         table.add_column("state")
         table.add_column("items", justify="right")
@@ -241,14 +251,14 @@ class Display:
         if journal is None:
             return
         # What to run next; the same command resumes where this run stopped.
+        again = "the same command again" + (" without --fresh" if fresh else "")
         if p.total is not None and p.finished < p.total:
             if paused:
                 self.console.print(
-                    "Put the account right (the error above), then run the same command "
-                    "again to resume."
+                    f"Put the account right (the error above), then run {again} to resume."
                 )
             else:
-                self.console.print("Run the same command again to resume.")
+                self.console.print(f"Run {again} to resume.")
         if p.failed:
             self.console.print("Add --retry-failed to run the failed items again.")
         if p.timed_out:

@@ -447,15 +447,16 @@ def read_states(path: str | os.PathLike[str]) -> dict[int, tuple[str, ItemState]
     """Each row's ``(fingerprint, state)`` in the journal at ``path``, read only.
 
     Nothing is locked, recovered or written, so a dry run can look at a journal another
-    process is running. None when there is no readable journal at ``path`` (absent, not
-    SQLite, damaged): :meth:`Journal.open` is the one that says what is wrong with a file.
+    process is running. ``{}`` when there is no file (or an empty one, which a run makes
+    its journal of); None when the file cannot be read as a journal (damaged, not SQLite,
+    another database): :meth:`Journal.open` is the one that says exactly what is wrong.
     """
     file = Path(path)
-    if not file.is_file():
-        return None
     try:
+        if not file.exists() or file.stat().st_size == 0:
+            return {}
         conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
-    except (sqlite3.Error, ValueError):
+    except (OSError, sqlite3.Error, ValueError):
         return None
     try:
         rows = conn.execute("SELECT idx, fingerprint, state FROM items").fetchall()
@@ -467,25 +468,37 @@ def read_states(path: str | os.PathLike[str]) -> dict[int, tuple[str, ItemState]
 
 
 def set_aside(path: str | os.PathLike[str], suffix: str) -> Path | None:
-    """Move the journal at ``path`` to ``<path>.<suffix>.bak`` whole; return where.
+    """Move the journal at ``path`` to ``<path>.<suffix>.bak``, whole; return where.
 
-    It is opened first as a run would (so it is not in use, and what a killed run left in
-    its -wal file is folded in), then closed and renamed: nothing in it is lost, and a
-    new run at ``path`` starts empty. None when there is no file at ``path``.
+    The -wal and -shm files move with it (as ``<bak>-wal``, ``<bak>-shm``, the names
+    SQLite pairs with the new name), so nothing a killed run left in them is lost, and
+    none is left behind for a new journal at ``path`` to pick up. The file is not opened
+    as a database (a damaged one moves too); its lock is taken first, so a journal a run
+    is using is refused. None when there is no file at ``path``.
 
     Raises:
-        ValidationError, JournalCorruptError, StorageError: as :meth:`Journal.open`, or
-            the rename failed (a StorageError).
+        ValidationError: another process is running with the journal.
+        StorageError: a file could not be moved.
     """
     file = Path(path)
     if not file.exists():
         return None
-    Journal.open(file).close()
     target = file.with_name(f"{file.name}.{suffix}.bak")
     try:
+        lock = _lock(file)
+    except OSError as exc:
+        raise StorageError.wrap(exc, "setting the journal aside") from exc
+    try:
+        # The main file last: until it moves, a new run finds the journal where it was.
+        for extra in ("-wal", "-shm"):
+            side = file.with_name(file.name + extra)
+            if side.exists():
+                side.replace(target.with_name(target.name + extra))
         file.replace(target)
     except OSError as exc:
         raise StorageError.wrap(exc, "setting the journal aside") from exc
+    finally:
+        _unlock(lock)
     return target
 
 

@@ -35,6 +35,7 @@ from ._errors import (
     JobTimeoutError,
     OutcomeUnknownError,
     TTAPIError,
+    ValidationError,
 )
 from ._models import ImagesResponse, JobEventKind, JobResult, JobSnapshot
 
@@ -159,6 +160,12 @@ def resolve(telemetry: Telemetry | bool | None) -> Telemetry | None:
         return Telemetry()
     if telemetry is None or telemetry is False:
         return None
+    if not isinstance(telemetry, Telemetry):
+        raise ValidationError(
+            "telemetry",
+            type(telemetry).__name__,
+            "a tt.Telemetry, True (the global providers) or None",
+        )
     return telemetry
 
 

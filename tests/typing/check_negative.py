@@ -36,6 +36,8 @@ async def misuses(client: tt.Client, job: tt.Job, r: tt.ImagesResponse) -> None:
     tt.Client(api_key=1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     tt.Client("key", "https://api.ttapi.io")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
     tt.Client(base_uri="https://api.ttapi.io")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    # The package's lazy names are declared for checkers: a misspelt one is an error.
+    tt.Clinet  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]  # noqa: B018
 
     # Awaiting what is not awaitable, and forgetting to await what is.
     await client.gpt4o.job("id")  # type: ignore[misc]  # pyright: ignore[reportGeneralTypeIssues]

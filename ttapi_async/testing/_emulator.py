@@ -140,7 +140,9 @@ class Emulator:
         self.callbacks: CallbackFaults = callbacks if callbacks is not None else CallbackFaults()
         self.max_body = max_body
         self.read_timeout = read_timeout
-        self.extra_models: frozenset[str] = frozenset(extra_models)
+        # One name given as a string is one name, not its characters.
+        names = [extra_models] if isinstance(extra_models, str) else extra_models
+        self.extra_models: frozenset[str] = frozenset(names)
         self.draw_prompts = draw_prompts
         self.counters = Counters()
         # One RNG for every draw (durations, failures, faults), so a seed replays a run.

@@ -148,9 +148,12 @@ def _draw_prompt(
     lines = textwrap.wrap(" ".join(prompt.split()), columns)[:4] or [""]
     if len(textwrap.wrap(" ".join(prompt.split()), columns)) > 4:  # noqa: PLR2004
         lines[-1] = lines[-1][: columns - 1] + "…"
-    draw.multiline_text(
-        (size // 2, size // 2), "\n".join(lines), fill=ink, font=_font(size), spacing=size // 4
-    )
+    text, font = "\n".join(lines), _font(size)
+    try:
+        draw.multiline_text((size // 2, size // 2), text, fill=ink, font=font, spacing=size // 4)
+    except UnicodeEncodeError:  # the bitmap font of a Pillow without FreeType: Latin-1 only
+        text = text.encode("latin-1", "replace").decode("latin-1")
+        draw.multiline_text((size // 2, size // 2), text, fill=ink, font=font, spacing=size // 4)
 
 
 def _render(

@@ -377,7 +377,8 @@ def check_model(
     raise Refused(
         "model",
         f"Invalid value: {_show(model)}. Supported values are: {accepted}. (The TTAPI "
-        "emulator knows these; Emulator(extra_models=[...]) or --extra-model adds names.)",
+        "emulator knows these; a test adds names with Emulator(extra_models=[...]), a "
+        "standalone emulator with --extra-model NAME.)",
     )
 
 
@@ -577,8 +578,9 @@ def check_edit_json(
         Refused: the first rule the request breaks.
     """
     model = p.get("model") or _JSON_EDIT_DEFAULT
-    if isinstance(model, str):  # else _common names the type
-        check_model(model, extra_models, MODELS)
+    if not isinstance(model, str):
+        raise Refused("model", f"Invalid type for 'model': expected a string, got {_show(model)}.")
+    check_model(model, extra_models, MODELS)
     q = {**p, "model": model}
     rules = MODELS.get(model)
     if rules is not None and not rules.gpt_params:
