@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
 
@@ -248,7 +248,28 @@ class Redactor:
 
 
 class TTAPIError(Exception):
-    """Base class of every error raised by ttapi-async."""
+    """Base class of every error raised by ttapi-async.
+
+    Every error pickles and unpickles to an equal one (its message, its attributes), so
+    it crosses process boundaries (multiprocessing, pytest-xdist) whatever its
+    constructor takes.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuild from the message and the attributes, not by calling ``__init__`` again.
+
+        The subclasses' constructors take their own arguments (a parameter and a rule, a
+        status and a body...): the default, ``cls(*args)``, would call them with the message.
+        """
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[TTAPIError], args: tuple[Any, ...], state: dict[str, Any]) -> TTAPIError:
+    """An unpickled error: its class, message and attributes, no constructor run."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ValidationError(TTAPIError, ValueError):
