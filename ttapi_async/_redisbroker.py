@@ -339,7 +339,7 @@ class RedisBroker:
         self._up = True
         self._missed = False
         for waiter in self._waiters:
-            waiter.recover()
+            waiter.intake.recover()
         if missed:
             log.warning("Redis at %s is back; callbacks are shared again", self.url)
             await self._recheck()
@@ -356,7 +356,7 @@ class RedisBroker:
                     found = _decoded(value)
                     if found is not None:
                         self.stats.rechecked += 1
-                        waiter.accept_shared(*found)
+                        waiter.intake.accept_shared(*found)
 
     def _went_down(self, exc: BaseException) -> None:
         if self._up:
@@ -369,20 +369,20 @@ class RedisBroker:
         self._up = False
         self._missed = True
         for waiter in self._waiters:
-            waiter.degrade()
+            waiter.intake.degrade()
 
     def _heard(self, data: bytes) -> None:
         if data.startswith(SEEN):  # a worker accepted a job's callback and confirms it
             job_id = data[len(SEEN) :].decode(errors="replace")
             for waiter in self._waiters:
-                waiter.callback_seen(job_id, self.confirm_grace)
+                waiter.intake.callback_seen(job_id, self.confirm_grace)
             return
         found = _decoded(data)
         if found is None:
             return
         self.stats.received += 1
         for waiter in self._waiters:
-            waiter.accept_shared(*found)
+            waiter.intake.accept_shared(*found)
 
 
 class _Outbox:

@@ -30,8 +30,10 @@ instance. The theory of operation:
 
 The parts: *when* to poll each job (the heap, the delay rules, the learning) is the pure
 :class:`~ttapi_async._schedule.PollScheduler`; events are an
-:class:`~ttapi_async._events.EventHub`; :class:`JobWaiter` is the I/O around them (the
-scheduler task, the poll workers, the fetches, the waits, the exactly-once resolution).
+:class:`~ttapi_async._events.EventHub`; callbacks and other workers' news come in through
+the :class:`~ttapi_async._intake.CallbackIntake` (``waiter.intake``); :class:`JobWaiter` is
+the I/O around them (the scheduler task, the poll workers, the fetches, the waits, the
+exactly-once resolution).
 It reads **one clock**, the event loop's by default (``Job.submitted_at`` and fetch
 deadlines are on it): for planning polls, a result's ``elapsed``, how long outcomes are
 kept, and (by one offset to Unix time) the events' timestamps.
@@ -51,13 +53,14 @@ import attrs
 
 from ._errors import ClientClosedError, JobFailedError, JobTimeoutError, ValidationError
 from ._events import EventHub
+from ._intake import CallbackIntake, Pending
 from ._memory import Remembered, SharedOutcomes, outcome_of
 from ._models import JobEventKind, JobResult, JobSnapshot, JobStatus
 from ._poller import Poller
 from ._polling import PollPolicy, default_poll_policy
 from ._protocol import ROUTE_4O, ROUTES
 from ._rules import check_fetch, check_timeout
-from ._schedule import PollScheduler, PollState
+from ._schedule import PollScheduler
 from ._types import NOT_GIVEN, Timeout
 
 
@@ -113,25 +116,6 @@ class WaiterStats:
     def snapshot(self) -> dict[str, int]:
         """The counters as a plain dict."""
         return attrs.asdict(self)
-
-
-class _Pending(PollState):
-    """What the waiter knows about one job it is tracking, past its schedule. Private."""
-
-    __slots__ = ("called_back", "done", "outcome", "own", "running", "waiters")
-
-    def __init__(self, job_id: str, started: float, *, hooked: bool) -> None:
-        super().__init__(job_id, started, hooked=hooked)
-        # Made by the first wait: a job tracked for its callback alone needs none, and
-        # 10,000 pending jobs should cost as little memory as possible.
-        self.done: anyio.Event | None = None
-        self.outcome: JobResult | JobSnapshot | None = None  # result, or the FAILED snapshot
-        self.waiters = 0
-        self.running = False
-        self.called_back = False  # a callback arrived (and a confirming poll may follow)
-        # Submitted here (or its callback landed here): followed to its end even with no
-        # one waiting. A job only waited on (another worker's) is dropped with its waits.
-        self.own = False
 
 
 def _loop_time() -> float:
@@ -197,7 +181,6 @@ class JobWaiter:
         self._fetch = fetch
         self._telemetry = telemetry
         self._shared = shared
-        self._degraded = False  # the shared store is unreachable: callbacks may be lost
         self._timeout = timeout
         self.policy: Final = policy or default_poll_policy()
         self.stats = WaiterStats()
@@ -210,7 +193,7 @@ class JobWaiter:
         # which JobFailedError, events, logs, bulk outcomes and the journal repeat.
         self._redact = redact
         self._now: Final = clock or _loop_time
-        self._sched: Final = PollScheduler[_Pending](self.policy, rng)
+        self._sched: Final = PollScheduler[Pending](self.policy, rng)
         #: What the schedule learned of job durations (see :class:`DurationModel`).
         self.durations: Final = self._sched.durations
         self._events: Final = EventHub(self._now)
@@ -226,6 +209,17 @@ class JobWaiter:
             max_polls=max_concurrent_polls,
             polls_per_second=polls_per_second,
             polled=None if telemetry is None else telemetry.polled,
+        )
+        #: Callbacks and the fleet's news: what the webhook receiver and the broker call.
+        self.intake: Final = CallbackIntake(
+            sched=self._sched,
+            kick=self._poller.kick,
+            resolve=self._resolve,
+            heard=self._memory.heard,
+            adopt=self._adopt,
+            stats=self.stats,
+            confirm=lambda: self.confirm_callbacks,
+            now=self._now,
         )
         self._closed = False
         self._on_end: Callable[[str], object] | None = None  # the receiver's token clean-up
@@ -313,7 +307,7 @@ class JobWaiter:
     ) -> JobResult:
         """The body of :meth:`wait`, once its arguments are checked."""
         got = self._memory.take(job_id) or await self._pending_for(job, route)
-        if not isinstance(got, _Pending):
+        if not isinstance(got, Pending):
             return _deliver(job_id, got)
         pending = got
         if record is not None:
@@ -345,7 +339,7 @@ class JobWaiter:
 
     async def _pending_for(
         self, job: str | JobHandle, route: str | None
-    ) -> _Pending | JobResult | JobSnapshot:
+    ) -> Pending | JobResult | JobSnapshot:
         """The record a wait on ``job`` waits on; or, another worker's, its stored outcome.
 
         With a shared store, another worker's job is looked up there: its outcome, or its
@@ -398,100 +392,19 @@ class JobWaiter:
         """The ids of the jobs being tracked and not yet ended."""
         return list(self._sched.jobs)
 
-    # ------------------------------------------------------------------ callbacks
-
-    def accept_callback(self, snapshot: JobSnapshot) -> None:
-        """Take a job's final state delivered by a hookUrl callback.
-
-        With ``confirm_callbacks`` (the default) the callback only triggers an immediate
-        poll, whose reply decides (re-confirmed soon while the fetch fails or lags);
-        otherwise a terminal callback resolves the job at once.
-        """
-        pending = self._sched.jobs.get(snapshot.job_id)
-        if pending is None or pending.outcome is not None:
-            self.stats.callbacks_duplicate += 1
-            return
-        trusted = not self.confirm_callbacks and snapshot.is_terminal
-        if not trusted and pending.callback == snapshot:
-            # The same callback again while it is being confirmed: nothing new to act on.
-            self.stats.callbacks_duplicate += 1
-            return
-        self.stats.callbacks_accepted += 1
-        pending.called_back = True
-        if trusted:
-            self._resolve(pending, snapshot, source="webhook")
-            return
-        self._sched.called_back(pending, snapshot, self._now())
-        self._poller.kick()
-
-    def adopt_callback(self, snapshot: JobSnapshot, route: str = ROUTE_4O) -> None:
-        """Take a callback for a job this process may not track (another worker's).
-
-        The job is tracked as one that expects its callback (fetched from ``route``), then
-        the callback is taken as by :meth:`accept_callback` (confirmed by one fetch, by
-        default).
-        """
-        self._entry(snapshot.job_id, hooked=True, started=None, route=route).own = True
-        self.accept_callback(snapshot)
-
-    # ------------------------------------------------------------------ shared outcomes
-
-    def accept_shared(self, snapshot: JobSnapshot, source: str) -> None:
-        """Take a final state another worker decided (it confirmed it; trusted here).
-
-        Resolves the job when this process tracks it or is looking it up; otherwise
-        nothing (every worker hears every outcome; most are not its own).
-        """
-        job_id = snapshot.job_id
-        if not snapshot.is_terminal:
-            return
-        self._memory.heard(snapshot, source)
-        pending = self._sched.jobs.get(job_id)
-        if pending is not None and pending.outcome is None:
-            self._resolve(pending, snapshot, source=source, shared=True)
-
-    def callback_seen(self, job_id: str, grace: float) -> None:
-        """Another worker accepted the job's callback and is confirming it.
-
-        Its outcome is expected within ``grace`` seconds; if it does not come (that
-        worker died while confirming), the job is polled here then, not at the backstop.
-        """
-        pending = self._sched.jobs.get(job_id)
-        if pending is not None and pending.outcome is None and not pending.called_back:
-            self._sched.soon(pending, self._now(), grace)
-            self._poller.kick()
-
-    def degrade(self) -> None:
-        """The shared store is unreachable: callbacks may not reach this process.
-
-        Every job expecting a callback, now or tracked until :meth:`recover`, is polled
-        at least every ``policy.max_interval`` from now on until it ends.
-        """
-        if not self._degraded:
-            self._degraded = True
-            self._sched.degrade_all(self._now())
-            self._poller.kick()
-
-    def recover(self) -> None:
-        """The shared store is back: new jobs rely on their callbacks again.
-
-        Jobs degraded meanwhile stay polled often (a callback of theirs may be lost).
-        """
-        self._degraded = False
-
     # ------------------------------------------------------------------ internals
 
     def _entry(
         self, job_id: str, *, hooked: bool, started: float | None, route: str = ROUTE_4O
-    ) -> _Pending:
+    ) -> Pending:
         pending = self._sched.jobs.get(job_id)
         if pending is not None:
             pending.hooked = pending.hooked or hooked
             return pending
         now = self._now()
-        pending = _Pending(job_id, now if started is None else started, hooked=hooked)
+        pending = Pending(job_id, now if started is None else started, hooked=hooked)
         pending.route = route
-        pending.degraded = hooked and self._degraded
+        pending.degraded = hooked and self.intake.degraded
         # Without a submit time the job is not ours (another process, a restart): its age
         # is unknown, so the schedule looks at it right away.
         self._sched.track(pending, now, age_known=started is not None)
@@ -499,7 +412,11 @@ class JobWaiter:
         self._poller.kick()
         return pending
 
-    def _answered(self, pending: _Pending, snap: JobSnapshot, now: float) -> None:
+    def _adopt(self, job_id: str, route: str) -> Pending:
+        """Track another worker's job, whose callback landed here (see the intake)."""
+        return self._entry(job_id, hooked=True, started=None, route=route)
+
+    def _answered(self, pending: Pending, snap: JobSnapshot, now: float) -> None:
         """What a poll's reply means: the job ended, or it is still running."""
         current = self._sched.jobs.get(pending.job_id)
         if current is not pending:
@@ -518,7 +435,7 @@ class JobWaiter:
 
     def _resolve(
         self,
-        pending: _Pending,
+        pending: Pending,
         snap: JobSnapshot,
         *,
         source: str,

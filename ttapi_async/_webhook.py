@@ -31,7 +31,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 import attrs
@@ -43,6 +43,10 @@ from ._fleet import CallbackVerdict, JobRecord, token_digest
 from ._hookhttp import ASGIReceive, ASGIScope, ASGISend
 from ._models import JobSnapshot
 from ._protocol import parse_callback
+
+
+if TYPE_CHECKING:
+    from ._intake import CallbackIntake
 
 
 __all__ = ["CallbackTarget", "SharedHooks", "WebhookReceiver"]
@@ -70,11 +74,9 @@ class CallbackTarget(Protocol):
     def stats(self) -> _RefusalCounter:
         """The waiter's counters; the receiver counts callbacks it refused there."""
 
-    def accept_callback(self, snapshot: JobSnapshot) -> None:
-        """Take a checked callback for one of the waiter's jobs."""
-
-    def adopt_callback(self, snapshot: JobSnapshot, route: str = ...) -> None:
-        """Take a checked callback for a job another worker may have submitted."""
+    @property
+    def intake(self) -> CallbackIntake:
+        """Where checked callbacks go: for the waiter's jobs, or adopted (another worker's)."""
 
     @property
     def running(self) -> bool:
@@ -369,9 +371,11 @@ class WebhookReceiver:
                 # the job heard "callback seen" and polls it after a grace period.
                 if target is not None and target.running:
                     if hook is not None:  # this worker's token: it knows the job's route
-                        target.adopt_callback(snap, hook.route)
+                        target.intake.adopt_callback(snap, hook.route)
                     else:  # another worker's: confirm it on the route it was made on
-                        target.adopt_callback(snap, await self._route_of(shared, snap.job_id))
+                        target.intake.adopt_callback(
+                            snap, await self._route_of(shared, snap.job_id)
+                        )
                 return 200, "ok"
             return 200, "duplicate"
         if verdict.status == 202:  # noqa: PLR2004
@@ -414,7 +418,7 @@ class WebhookReceiver:
         waiter happens here (a scale-out would forward to the process that owns it).
         """
         if hook.waiter is not None:
-            hook.waiter.accept_callback(snap)
+            hook.waiter.intake.accept_callback(snap)
 
     # ------------------------------------------------------------------ adapters
 
