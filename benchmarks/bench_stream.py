@@ -19,19 +19,18 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from bench_generate import KEY, start_server  # one way to start the servers
 
 import ttapi_async as tt
 
 
 HERE = Path(__file__).resolve().parent
-KEY = "bench-key"
 BODY = {"model": "gpt-image-1", "prompt": "a fox", "quality": "low", "stream": True}
 
 
@@ -107,21 +106,8 @@ def main() -> None:
     parser.add_argument("--partials", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "stream.md")
     args = parser.parse_args()
-    cmd = [
-        sys.executable,
-        "-m",
-        "ttapi_async.testing",
-        "--port",
-        "0",
-        "--api-key",
-        KEY,
-        "--no-draw-prompts",
-    ]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    server, url = start_server("emulator", "b64")  # the emulator in its own process
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        url = next(w for w in line.split() if w.startswith("http://")).rstrip("/")
         results = asyncio.run(run(url, args.calls, args.partials))
     finally:
         server.terminate()

@@ -21,6 +21,7 @@ from ttapi_async._clijournal import (
     mismatch,
     plan_journal,
 )
+from ttapi_async._journal import read_states
 from ttapi_async._requests import Request, fingerprint, label
 
 
@@ -66,16 +67,21 @@ def test_each_input_and_kind_has_its_own_default() -> None:
     assert weird.name == "ttapi-journal-my_prompts_v2_.txt-4o.sqlite"
 
 
+def clash(path: Path, requests: list[Request]) -> tuple[int, int] | None:
+    """:func:`mismatch` over the journal at ``path`` (none there: no rows)."""
+    return mismatch(read_states(path) or {}, requests)
+
+
 def test_mismatch_finds_the_first_row_of_another_input(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
-    assert mismatch(path, reqs("a")) is None  # no journal at all
+    assert clash(path, reqs("a")) is None  # no journal at all
     write_journal(path, reqs("a", "b", "c"))
-    assert mismatch(path, reqs("a", "b", "c")) is None
-    assert mismatch(path, reqs("a", "B", "C")) == (1, 2)
+    assert clash(path, reqs("a", "b", "c")) is None
+    assert clash(path, reqs("a", "B", "C")) == (1, 2)
     # A shortened input never runs the rows past its end: they agree.
-    assert mismatch(path, reqs("a", "b")) is None
+    assert clash(path, reqs("a", "b")) is None
     # A longer one adds rows.
-    assert mismatch(path, reqs("a", "b", "c", "d")) is None
+    assert clash(path, reqs("a", "b", "c", "d")) is None
 
 
 def test_a_clash_names_both_ways_out_and_no_rerun(tmp_path: Path) -> None:

@@ -87,15 +87,21 @@ def default_journal(out: Path, prompts_file: Path, kind: str) -> Path:
     return out / f"ttapi-journal-{name}-{kind}.sqlite"
 
 
-def mismatch(path: Path, requests: Sequence[Request]) -> tuple[int, int] | None:
-    """The first row of ``path`` written for another input, and how many there are.
+Rows = dict[int, tuple[str, ItemState]]
 
-    None when there is no journal at ``path`` or every row it holds matches the input at
-    its index (rows past the end of a shortened input are never run, so they agree).
 
-    Raises:
-        JournalClashError: a file is there that cannot be read as a journal.
+def mismatch(rows: Rows, requests: Sequence[Request]) -> tuple[int, int] | None:
+    """The first of a journal's ``rows`` written for another input, and how many are.
+
+    None when every row matches the input at its index (rows past the end of a shortened
+    input are never run, so they agree).
     """
+    bad = _differing(rows, requests)
+    return (min(bad), len(bad)) if bad else None
+
+
+def _rows(path: Path) -> Rows:
+    """The journal's rows, read once; a file that is not a journal is a clash."""
     rows = read_states(path)
     if rows is None:
         raise JournalClashError(
@@ -103,31 +109,21 @@ def mismatch(path: Path, requests: Sequence[Request]) -> tuple[int, int] | None:
             "file). To keep it, give this run its own: --journal OTHER.sqlite. To start "
             "this input over: --fresh (the file is kept beside it as a .bak file)."
         )
-    if not rows:
-        return None
-    bad = [
+    return rows
+
+
+def _differing(rows: Rows, requests: Sequence[Request]) -> list[int]:
+    """The rows written for another input than ``requests`` holds at their index."""
+    return [
         index
         for index, (stored, _state) in rows.items()
         if index < len(requests) and stored != fingerprint(requests[index])
     ]
-    return (min(bad), len(bad)) if bad else None
 
 
-def _holds(path: Path, requests: Sequence[Request]) -> bool:
-    """True when ``path`` is a readable journal with rows, all of them this input's."""
-    rows = read_states(path)
-    if not rows:
-        return False
-    return all(
-        stored == fingerprint(requests[index])
-        for index, (stored, _state) in rows.items()
-        if index < len(requests)
-    )
-
-
-def _counts(path: Path, total: int) -> dict[ItemState, int]:
+def _counts(rows: Rows, total: int) -> dict[ItemState, int]:
     counts: dict[ItemState, int] = {}
-    for index, (_stored, state) in (read_states(path) or {}).items():
+    for index, (_stored, state) in rows.items():
         if index < total:
             counts[state] = counts.get(state, 0) + 1
     return counts
@@ -161,16 +157,20 @@ def plan_journal(
     else:
         path = default_journal(out, prompts_file, kind)
         legacy = out / LEGACY_NAME
-        if not fresh and not path.exists() and _holds(legacy, requests):
-            # Written by an earlier version for this very input: resume it, not start over.
-            notes.append(f"resuming {legacy} (the journal's name before each input had its own)")
-            path = legacy
+        if not fresh and not path.exists():
+            old = read_states(legacy)  # None (not a journal) or {} (none): not adopted
+            if old and mismatch(old, requests) is None:
+                # Written by an earlier version for this very input: resume it.
+                notes.append(
+                    f"resuming {legacy} (the journal's name before each input had its own)"
+                )
+                path = legacy
     if fresh and path.exists():
         if dry_run:
             notes.append(f"--fresh would set {path} aside and start this input over")
             return JournalPlan(path, tuple(notes))
         stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
-        counts = _counts(path, len(requests))
+        counts = _counts(read_states(path) or {}, len(requests))  # a damaged one has none
         moved = set_aside(path, stamp)
         unfinished = counts.get(ItemState.SUBMITTED, 0)
         notes.append(
@@ -183,7 +183,8 @@ def plan_journal(
             )
         )
         return JournalPlan(path, tuple(notes))
-    clash = mismatch(path, requests)
+    rows = _rows(path)
+    clash = mismatch(rows, requests)
     if clash is not None:
         first, count = clash
         line = lines[first] if first < len(lines) else first + 1
@@ -194,4 +195,4 @@ def plan_journal(
             f"--journal OTHER.sqlite. To start this input over: --fresh (the old journal "
             f"is kept beside it as a .bak file)."
         )
-    return JournalPlan(path, tuple(notes), _counts(path, len(requests)))
+    return JournalPlan(path, tuple(notes), _counts(rows, len(requests)))

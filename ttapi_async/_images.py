@@ -102,11 +102,11 @@ def _webp_has_alpha(data: bytes) -> bool:
     return False
 
 
-def sniff(data: bytes) -> ImageInfo:
+def sniff(data: bytes, name: str | None = None) -> ImageInfo:
     """Read MIME type, dimensions and transparency from image bytes.
 
     Unknown formats come back as ``application/octet-stream`` with dimensions -1; the
-    validation rules then name the problem.
+    validation rules then name the problem. ``name``: the file the bytes came from.
     """
     mime = sniff_mime(data)
     width = height = -1
@@ -121,7 +121,9 @@ def sniff(data: bytes) -> ImageInfo:
         alpha = _webp_has_alpha(data)
     else:
         alpha = False
-    return ImageInfo(mime=mime, width=width, height=height, size=len(data), has_alpha=alpha)
+    return ImageInfo(
+        mime=mime, width=width, height=height, size=len(data), has_alpha=alpha, name=name
+    )
 
 
 class ImageCheck:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
-import attrs
 
 from ._errors import ValidationError
 from ._images import sniff
@@ -67,9 +66,8 @@ def _read_file(read: Callable[[], object], param: str) -> object:
 def _checked(data: object, param: str, name: str | None = None) -> EditImage:
     if not isinstance(data, bytes):
         raise ValidationError(param, type(data).__name__, "the file must be opened in binary mode")
-    info = sniff(data)
     # Messages about this image (a mask's size, a format) then name the file it came from.
-    return EditImage(data=data, info=info if name is None else attrs.evolve(info, name=name))
+    return EditImage(data=data, info=sniff(data, name))
 
 
 def _file_name(file: object) -> str | None:

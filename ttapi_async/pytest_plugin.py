@@ -27,8 +27,8 @@ that must be left in the task that entered it. They need the ``testing`` extra (
 
 Being registered on every install, this module imports nothing but pytest and the standard
 library; the emulator (with Pillow) and the client are imported by the fixtures when a test
-uses them. (Python imports the ``ttapi_async`` package before this module, so what the
-package's ``__init__`` imports is loaded too.)
+uses them. (Python imports the ``ttapi_async`` package before this module; its
+``__init__`` loads each public name on first use, so that costs little too.)
 """
 
 from __future__ import annotations

@@ -139,14 +139,19 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+#: Lines of the prompt a picture shows; a longer prompt ends in "…".
+_PROMPT_LINES: Final = 4
+
+
 def _draw_prompt(
     draw: ImageDraw.ImageDraw, prompt: str, width: int, height: int, ink: int | tuple[int, ...]
 ) -> None:
     """Write the prompt across the top of the picture, as large as its width allows."""
     size = max(10, min(width, height) // 16)
     columns = max(8, int(width / (size * 0.55)) - 2)
-    lines = textwrap.wrap(" ".join(prompt.split()), columns)[:4] or [""]
-    if len(textwrap.wrap(" ".join(prompt.split()), columns)) > 4:  # noqa: PLR2004
+    wrapped = textwrap.wrap(" ".join(prompt.split()), columns)
+    lines = wrapped[:_PROMPT_LINES] or [""]
+    if len(wrapped) > _PROMPT_LINES:
         lines[-1] = lines[-1][: columns - 1] + "…"
     text, font = "\n".join(lines), _font(size)
     try:
