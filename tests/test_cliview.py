@@ -125,3 +125,13 @@ def test_after_a_fresh_run_the_advice_is_to_rerun_without_fresh() -> None:
         progress(done=2), Path("out"), Path("j.sqlite"), fresh=True
     )
     assert "Run the same command again without --fresh to resume." in buffer.getvalue()
+
+
+def test_in_a_shared_run_a_skipped_item_may_be_another_processs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    display = Display(10, live=False, console=terminal()[0], shared=True)
+    display.outcome(outcome(state=ItemState.DONE, resumed=True, paths=(Path("a.png"),)))
+    line = capsys.readouterr().out.rstrip("\n").split("\t")
+    assert line[0] == "skipped"
+    assert line[-1] == "(another process or an earlier run)"

@@ -613,7 +613,7 @@ async def _batch(
     **options: Any,
 ) -> int:
     """Run a batch with a display and a two-stage Ctrl-C; return the exit code."""
-    display = Display(len(requests), live=live)
+    display = Display(len(requests), live=live, shared=isinstance(journal, SharedRun))
     interrupts = 0
     stopped_by: TTAPIError | None = None
     unusable: TTAPIError | None = None  # the journal cannot be used: raised after cleanup

@@ -93,9 +93,14 @@ def from_journal(o: BulkOutcome) -> bool:
 class Display:
     """Shows a batch's progress: a live bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, total: int, *, live: bool, console: Console | None = None) -> None:
+    def __init__(
+        self, total: int, *, live: bool, console: Console | None = None, shared: bool = False
+    ) -> None:
         self.console = console if console is not None else Console(stderr=True)
         self.live = live
+        # Where an item this process did not run was finished: in a shared run, by another
+        # process as much as by an earlier run.
+        self._elsewhere = "(another process or an earlier run)" if shared else "(earlier run)"
         self.total = total
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -159,7 +164,7 @@ class Display:
             # what this run made.
             state = "skipped" if o.ok else o.state.value
             tail = " ".join(str(p) for p in o.paths) if o.ok else (o.reason or "-")
-            click.echo(f"{state}\t{o.index}\t{o.job_id or '-'}\t{tail}\t(earlier run)")
+            click.echo(f"{state}\t{o.index}\t{o.job_id or '-'}\t{tail}\t{self._elsewhere}")
             return
         tail = " ".join(str(p) for p in o.paths) if o.ok else (o.reason or str(o.error))
         click.echo(f"{o.state.value}\t{o.index}\t{o.job_id or '-'}\t{tail}")
