@@ -37,7 +37,7 @@ def _redis_module() -> Any:
         import redis.asyncio  # noqa: PLC0415 - an optional extra
         import redis.asyncio.retry  # noqa: PLC0415
         import redis.backoff  # noqa: PLC0415
-    except ImportError as exc:  # pragma: no cover - the test suite installs it
+    except ImportError as exc:  # tests/test_redisconn.py hides redis-py to reach this
         msg = "Redis support needs redis-py: pip install 'ttapi-async[redis]'"
         raise BrokerError(msg) from exc
     return redis
